@@ -1,0 +1,550 @@
+//! The server API methods: their requests and results (field for field those of
+//! Centrifugo v5's HTTP API), and how each one runs on the [`Node`].
+//!
+//! Requests ignore unknown fields, as Centrifugo does, so a client library that
+//! sends options this hub does not have (`skip_history`, `delta`, `override`,
+//! subscribe's `info`/`data`/`recover_since`, ...) still works;
+//! the few options whose silent omission would do something else than asked
+//! (`session`, `whitelist`) are refused with 107. Publication `data` is kept
+//! as the exact JSON text of the request and embedded as is in replies.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use protocol::codes::{self, DisconnectCode};
+use protocol::proto;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::{ApiError, ErrorBody};
+use super::{base64, pattern};
+use crate::node::{Node, NodeInfo};
+use crate::topic::{HistoryQuery, Position, PublishArgs};
+
+/// Channels of one broadcast published at the same time.
+const BROADCAST_CONCURRENCY: usize = 64;
+
+/// A server API method (everything but `batch`, which holds them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Publish,
+    Broadcast,
+    Subscribe,
+    Unsubscribe,
+    Disconnect,
+    Presence,
+    PresenceStats,
+    History,
+    HistoryRemove,
+    Channels,
+    Info,
+}
+
+impl Method {
+    pub const ALL: [Method; 11] = [
+        Method::Publish,
+        Method::Broadcast,
+        Method::Subscribe,
+        Method::Unsubscribe,
+        Method::Disconnect,
+        Method::Presence,
+        Method::PresenceStats,
+        Method::History,
+        Method::HistoryRemove,
+        Method::Channels,
+        Method::Info,
+    ];
+
+    /// The name in the URL (`/api/<name>`) and in batch commands.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Publish => "publish",
+            Method::Broadcast => "broadcast",
+            Method::Subscribe => "subscribe",
+            Method::Unsubscribe => "unsubscribe",
+            Method::Disconnect => "disconnect",
+            Method::Presence => "presence",
+            Method::PresenceStats => "presence_stats",
+            Method::History => "history",
+            Method::HistoryRemove => "history_remove",
+            Method::Channels => "channels",
+            Method::Info => "info",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|method| method.name() == name)
+    }
+
+    /// The number of the method in Centrifugo's `Command.MethodType` (legacy `/api` format).
+    pub fn from_number(number: u64) -> Option<Method> {
+        Some(match number {
+            0 => Method::Publish,
+            1 => Method::Broadcast,
+            2 => Method::Unsubscribe,
+            3 => Method::Disconnect,
+            4 => Method::Presence,
+            5 => Method::PresenceStats,
+            6 => Method::History,
+            7 => Method::HistoryRemove,
+            8 => Method::Channels,
+            9 => Method::Info,
+            11 => Method::Subscribe,
+            _ => return None,
+        })
+    }
+}
+
+// ---- requests -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct PublishRequest {
+    pub channel: String,
+    /// Any JSON value; required unless `b64data` is given.
+    pub data: Option<Box<RawValue>>,
+    /// Binary data in base64; wins over `data` when not empty.
+    pub b64data: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    /// A repeat within `idempotency_window` is accepted once and answers the first offset.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BroadcastRequest {
+    pub channels: Vec<String>,
+    pub data: Option<Box<RawValue>>,
+    pub b64data: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Applies per channel.
+    pub idempotency_key: Option<String>,
+}
+
+/// `subscribe` and `unsubscribe`.
+#[derive(Debug, Deserialize)]
+pub struct UserChannelRequest {
+    pub user: String,
+    pub channel: String,
+    /// Only this connection of the user.
+    pub client: Option<String>,
+    /// Not supported (refused when not empty).
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DisconnectRequest {
+    pub user: String,
+    pub client: Option<String>,
+    pub disconnect: Option<DisconnectSpec>,
+    /// Not supported (refused when not empty).
+    pub session: Option<String>,
+    /// Not supported (refused when not empty).
+    pub whitelist: Option<Vec<String>>,
+}
+
+/// The close code a disconnect asks for. A `reason` may be sent but the hub
+/// closes with its own ("force reconnect" or "force disconnect").
+#[derive(Debug, Deserialize)]
+pub struct DisconnectSpec {
+    pub code: Option<u32>,
+}
+
+/// `presence`, `presence_stats` and `history_remove`.
+#[derive(Debug, Deserialize)]
+pub struct ChannelRequest {
+    pub channel: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryRequest {
+    pub channel: String,
+    /// 0 or absent: no publications, the stream position only; negative: all.
+    pub limit: Option<i32>,
+    pub since: Option<StreamPosition>,
+    pub reverse: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamPosition {
+    pub offset: Option<u64>,
+    /// Empty or absent: the stream's current epoch.
+    pub epoch: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChannelsRequest {
+    /// `*` and `?` wildcards; absent or empty: every channel.
+    pub pattern: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InfoRequest {}
+
+/// One decoded call, ready to run.
+#[derive(Debug)]
+pub enum Call {
+    Publish(PublishRequest),
+    Broadcast(BroadcastRequest),
+    Subscribe(UserChannelRequest),
+    Unsubscribe(UserChannelRequest),
+    Disconnect(DisconnectRequest),
+    Presence(ChannelRequest),
+    PresenceStats(ChannelRequest),
+    History(HistoryRequest),
+    HistoryRemove(ChannelRequest),
+    Channels(ChannelsRequest),
+    Info(InfoRequest),
+}
+
+/// Parses a JSON object body; an empty body counts as `{}`.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = body.trim_ascii();
+    if body.is_empty() {
+        return serde_json::from_slice(b"{}").map_err(ApiError::bad_request);
+    }
+    // serde would also fill a struct from an array, by position.
+    if !body.starts_with(b"{") {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(ApiError::bad_request)
+}
+
+impl Call {
+    /// Decodes the body of a call to `method`.
+    pub fn decode(method: Method, body: &[u8]) -> Result<Call, ApiError> {
+        Ok(match method {
+            Method::Publish => Call::Publish(parse(body)?),
+            Method::Broadcast => Call::Broadcast(parse(body)?),
+            Method::Subscribe => Call::Subscribe(parse(body)?),
+            Method::Unsubscribe => Call::Unsubscribe(parse(body)?),
+            Method::Disconnect => Call::Disconnect(parse(body)?),
+            Method::Presence => Call::Presence(parse(body)?),
+            Method::PresenceStats => Call::PresenceStats(parse(body)?),
+            Method::History => Call::History(parse(body)?),
+            Method::HistoryRemove => Call::HistoryRemove(parse(body)?),
+            Method::Channels => Call::Channels(parse(body)?),
+            Method::Info => Call::Info(parse(body)?),
+        })
+    }
+
+    pub fn method(&self) -> Method {
+        match self {
+            Call::Publish(_) => Method::Publish,
+            Call::Broadcast(_) => Method::Broadcast,
+            Call::Subscribe(_) => Method::Subscribe,
+            Call::Unsubscribe(_) => Method::Unsubscribe,
+            Call::Disconnect(_) => Method::Disconnect,
+            Call::Presence(_) => Method::Presence,
+            Call::PresenceStats(_) => Method::PresenceStats,
+            Call::History(_) => Method::History,
+            Call::HistoryRemove(_) => Method::HistoryRemove,
+            Call::Channels(_) => Method::Channels,
+            Call::Info(_) => Method::Info,
+        }
+    }
+
+    /// Runs the call; an internal failure is logged.
+    pub async fn execute(self, node: &Node) -> Result<MethodResult, ApiError> {
+        let method = self.method();
+        self.run(node).await.inspect_err(|error| {
+            if error.code() == codes::INTERNAL.code {
+                tracing::warn!(method = method.name(), %error, "server API call failed");
+            }
+        })
+    }
+
+    async fn run(self, node: &Node) -> Result<MethodResult, ApiError> {
+        Ok(match self {
+            Call::Publish(request) => MethodResult::Publish(publish(node, request).await?),
+            Call::Broadcast(request) => MethodResult::Broadcast(broadcast(node, request).await?),
+            Call::Subscribe(request) => {
+                let (user, channel, client) = user_channel(&request)?;
+                node.subscribe_user(user, channel, client)?;
+                MethodResult::Empty(Empty {})
+            }
+            Call::Unsubscribe(request) => {
+                let (user, channel, client) = user_channel(&request)?;
+                node.unsubscribe_user(user, channel, client)?;
+                MethodResult::Empty(Empty {})
+            }
+            Call::Disconnect(request) => {
+                refuse_unsupported("session", request.session.as_ref().is_some_and(|s| !s.is_empty()))?;
+                refuse_unsupported("whitelist", request.whitelist.as_ref().is_some_and(|w| !w.is_empty()))?;
+                let code = disconnect_code(request.disconnect.as_ref())?;
+                node.disconnect_user(&request.user, non_empty(&request.client), code);
+                MethodResult::Empty(Empty {})
+            }
+            Call::Presence(request) => {
+                let presence = node.presence(required_channel(&request.channel)?).await?;
+                let presence = presence.into_iter().map(|(client, info)| (client, ClientInfo::from(info))).collect();
+                MethodResult::Presence(PresenceResult { presence })
+            }
+            Call::PresenceStats(request) => {
+                let (num_clients, num_users) = node.presence_stats(required_channel(&request.channel)?).await?;
+                MethodResult::PresenceStats(PresenceStatsResult { num_clients, num_users })
+            }
+            Call::History(request) => MethodResult::History(history(node, request).await?),
+            Call::HistoryRemove(request) => {
+                node.history_remove(required_channel(&request.channel)?).await?;
+                MethodResult::Empty(Empty {})
+            }
+            Call::Channels(request) => {
+                let pattern = request.pattern.unwrap_or_default();
+                let channels = node
+                    .channels()
+                    .await
+                    .into_iter()
+                    .filter(|(name, _)| pattern::matches(&pattern, name))
+                    .map(|(name, num_clients)| (name, ChannelInfo { num_clients }))
+                    .collect();
+                MethodResult::Channels(ChannelsResult { channels })
+            }
+            Call::Info(InfoRequest {}) => MethodResult::Info(InfoResult { nodes: node.nodes() }),
+        })
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+fn required_channel(channel: &str) -> Result<&str, ApiError> {
+    if channel.is_empty() {
+        return Err(ApiError::bad_request("`channel` must not be empty"));
+    }
+    Ok(channel)
+}
+
+fn refuse_unsupported(field: &str, given: bool) -> Result<(), ApiError> {
+    if given {
+        return Err(ApiError::BadRequest(format!("`{field}` is not supported by this server")));
+    }
+    Ok(())
+}
+
+fn user_channel(request: &UserChannelRequest) -> Result<(&str, &str, Option<&str>), ApiError> {
+    refuse_unsupported("session", non_empty(&request.session).is_some())?;
+    Ok((&request.user, required_channel(&request.channel)?, non_empty(&request.client)))
+}
+
+/// The close code of an API disconnect: 3503 "force disconnect" by default; a
+/// code in 3000-4999 is used as given, its reason telling whether the client
+/// SDKs reconnect (3000-3499 and 4000-4499) or not.
+pub fn disconnect_code(spec: Option<&DisconnectSpec>) -> Result<DisconnectCode, ApiError> {
+    let code = match spec.and_then(|s| s.code) {
+        None | Some(0) => return Ok(codes::FORCE_NO_RECONNECT),
+        Some(code @ 3000..=4999) => code as u16,
+        Some(code) => return Err(ApiError::BadRequest(format!("disconnect code {code} is not in 3000-4999"))),
+    };
+    let reconnect = code < 3500 || (4000..4500).contains(&code);
+    let reason = if reconnect { codes::FORCE_RECONNECT.reason } else { codes::FORCE_NO_RECONNECT.reason };
+    Ok(DisconnectCode { code, reason })
+}
+
+/// The bytes to publish: `b64data` decoded when not empty, else `data`'s JSON text.
+fn payload(data: Option<Box<RawValue>>, b64data: Option<String>) -> Result<Bytes, ApiError> {
+    if let Some(text) = b64data.filter(|t| !t.is_empty()) {
+        return base64::decode(&text).map(Bytes::from).map_err(|e| ApiError::BadRequest(format!("`b64data`: {e}")));
+    }
+    match data {
+        Some(raw) => Ok(Bytes::copy_from_slice(raw.get().as_bytes())),
+        None => Err(ApiError::bad_request("missing field `data`")),
+    }
+}
+
+async fn publish(node: &Node, request: PublishRequest) -> Result<PublishResult, ApiError> {
+    let channel = required_channel(&request.channel)?;
+    let args = PublishArgs {
+        data: payload(request.data, request.b64data)?,
+        info: None,
+        tags: request.tags.unwrap_or_default(),
+        idempotency_key: request.idempotency_key.filter(|k| !k.is_empty()),
+    };
+    Ok(node.publish(channel, args).await?.into())
+}
+
+async fn broadcast(node: &Node, request: BroadcastRequest) -> Result<BroadcastResult, ApiError> {
+    if request.channels.is_empty() {
+        return Err(ApiError::bad_request("`channels` must not be empty"));
+    }
+    let args = PublishArgs {
+        data: payload(request.data, request.b64data)?,
+        info: None,
+        tags: request.tags.unwrap_or_default(),
+        idempotency_key: request.idempotency_key.filter(|k| !k.is_empty()),
+    };
+    let responses = stream::iter(request.channels.iter())
+        .map(|channel| {
+            let args = args.clone();
+            async move {
+                let published = match required_channel(channel) {
+                    Ok(channel) => node.publish(channel, args).await.map_err(ApiError::from),
+                    Err(error) => Err(error),
+                };
+                match published {
+                    Ok(position) => Outcome::Result(PublishResult::from(position)),
+                    Err(error) => Outcome::Error(error.body()),
+                }
+            }
+        })
+        .buffered(BROADCAST_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(BroadcastResult { responses })
+}
+
+async fn history(node: &Node, request: HistoryRequest) -> Result<HistoryResult, ApiError> {
+    let channel = required_channel(&request.channel)?;
+    let size = node.config.channel_options(channel).map_or(0, |o| o.history_size);
+    let cap = i32::try_from(size).unwrap_or(i32::MAX);
+    let limit = match request.limit.unwrap_or(0) {
+        limit if limit < 0 => -1,
+        limit => limit.min(cap),
+    };
+    let since = match request.since {
+        None => None,
+        Some(position) => {
+            let epoch = match position.epoch.filter(|e| !e.is_empty()) {
+                Some(epoch) => epoch,
+                // As Centrifugo: a position without an epoch means the current one.
+                None => node.history(channel, HistoryQuery::default()).await?.epoch,
+            };
+            Some((position.offset.unwrap_or(0), epoch))
+        }
+    };
+    let query = HistoryQuery { limit, since, reverse: request.reverse.unwrap_or(false) };
+    let page = node.history(channel, query).await?;
+    Ok(HistoryResult {
+        publications: page.publications.into_iter().map(Publication::from).collect(),
+        epoch: page.epoch,
+        offset: page.offset,
+    })
+}
+
+// ---- results --------------------------------------------------------------------------
+
+/// `{"result": ...}` or `{"error": ...}`: the body of a call, and each broadcast response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome<T> {
+    Result(T),
+    Error(ErrorBody),
+}
+
+/// The result of any method.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum MethodResult {
+    Publish(PublishResult),
+    Broadcast(BroadcastResult),
+    Presence(PresenceResult),
+    PresenceStats(PresenceStatsResult),
+    History(HistoryResult),
+    Channels(ChannelsResult),
+    Info(InfoResult),
+    /// `{}`: subscribe, unsubscribe, disconnect, history_remove.
+    Empty(Empty),
+}
+
+#[derive(Debug, Serialize)]
+pub struct Empty {}
+
+/// Offset 0 and an empty epoch (a namespace without history) are left out.
+#[derive(Debug, Serialize)]
+pub struct PublishResult {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub offset: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
+}
+
+impl From<Position> for PublishResult {
+    fn from(position: Position) -> Self {
+        PublishResult { offset: position.offset, epoch: position.epoch }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct BroadcastResult {
+    pub responses: Vec<Outcome<PublishResult>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PresenceResult {
+    pub presence: BTreeMap<String, ClientInfo>,
+}
+
+/// `user` and `client` always; `conn_info` and `chan_info` as embedded JSON when set.
+#[derive(Debug, Serialize)]
+pub struct ClientInfo {
+    pub client: String,
+    pub user: String,
+    #[serde(serialize_with = "protocol::json::raw::serialize", skip_serializing_if = "Bytes::is_empty")]
+    pub conn_info: Bytes,
+    #[serde(serialize_with = "protocol::json::raw::serialize", skip_serializing_if = "Bytes::is_empty")]
+    pub chan_info: Bytes,
+}
+
+impl From<proto::ClientInfo> for ClientInfo {
+    fn from(info: proto::ClientInfo) -> Self {
+        ClientInfo { client: info.client, user: info.user, conn_info: info.conn_info, chan_info: info.chan_info }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PresenceStatsResult {
+    pub num_clients: u32,
+    pub num_users: u32,
+}
+
+/// `publications`, `epoch` and `offset` are always present.
+#[derive(Debug, Serialize)]
+pub struct HistoryResult {
+    pub publications: Vec<Publication>,
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// `data` is the publication's JSON embedded as it was published (binary data
+/// that is not JSON appears as a string of its lossy UTF-8 text).
+#[derive(Debug, Serialize)]
+pub struct Publication {
+    #[serde(serialize_with = "protocol::json::raw::serialize")]
+    pub data: Bytes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<ClientInfo>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub offset: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl From<proto::Publication> for Publication {
+    fn from(publication: proto::Publication) -> Self {
+        Publication {
+            data: publication.data,
+            info: publication.info.map(ClientInfo::from),
+            offset: publication.offset,
+            tags: publication.tags,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChannelsResult {
+    pub channels: BTreeMap<String, ChannelInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChannelInfo {
+    pub num_clients: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InfoResult {
+    pub nodes: Vec<NodeInfo>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}

@@ -1,0 +1,143 @@
+//! The server API: `POST /api/<method>` with a JSON body, shaped like
+//! Centrifugo v5's HTTP server API so its client libraries (PyPI `cent`, npm
+//! `cent.js`) work unchanged.
+//!
+//! Owns authentication of API calls, reading their bodies, and turning each
+//! into a [`Node`] operation ([`methods`]). Guarantees:
+//! - The key is checked before the body is read: `X-API-Key: <key>` or
+//!   `Authorization: apikey <key>`, compared in constant time. Without a
+//!   configured `api_key` every call is refused (401).
+//! - A body is at most [`MAX_BODY_BYTES`] (after decompression); a larger one
+//!   is refused with 413 before it is all read.
+//! - Every failure is an [`ApiError`] with a JSON body
+//!   `{"error":{"code":N,"message":"..."}}`: 401 (101), 400 (107, with serde's
+//!   reason), 404 for an unknown method (104), 413 (106). A failed operation
+//!   (unknown channel 102, not available 108, ...) answers 200 with the error,
+//!   as Centrifugo does. No input makes a handler panic.
+//! - Success is `{"result":{...}}`; `batch` answers `{"replies":[...]}`.
+//!
+//! `POST /api` serves the older single-endpoint format ([`legacy`]).
+
+mod base64;
+mod batch;
+mod error;
+mod legacy;
+mod methods;
+mod pattern;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+pub use error::{ApiError, ErrorBody};
+pub use methods::Method;
+use methods::{Call, Outcome};
+
+use crate::config::Config;
+use crate::node::Node;
+
+/// Largest request body accepted (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// `POST /api/{method}`: one call, or `batch`.
+pub async fn handler(
+    request: HttpRequest,
+    path: web::Path<String>,
+    node: web::Data<Arc<Node>>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&request, &node.config)?;
+    let name = path.into_inner();
+    tracing::debug!(method = %name, "server API call");
+    if name == "batch" {
+        let body = read_body(&request, payload).await?;
+        let request: batch::BatchRequest = methods::parse(&body)?;
+        return json(&batch::run(&node, request).await);
+    }
+    let method = Method::from_name(&name).ok_or(ApiError::MethodNotFound)?;
+    let body = read_body(&request, payload).await?;
+    let call = Call::decode(method, &body)?;
+    let result = call.execute(&node).await?;
+    json(&Outcome::Result(result))
+}
+
+/// `POST /api`: the single-endpoint format, newline-separated commands.
+pub async fn handler_batch_root(
+    request: HttpRequest,
+    node: web::Data<Arc<Node>>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&request, &node.config)?;
+    let body = read_body(&request, payload).await?;
+    let replies = legacy::run(&node, &body).await?;
+    Ok(HttpResponse::Ok().content_type(header::ContentType::json()).body(replies))
+}
+
+fn json<T: Serialize>(value: &T) -> Result<HttpResponse, ApiError> {
+    match serde_json::to_vec(value) {
+        Ok(body) => Ok(HttpResponse::Ok().content_type(header::ContentType::json()).body(body)),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a server API reply");
+            Err(ApiError::Operation(protocol::codes::INTERNAL))
+        }
+    }
+}
+
+/// Checks the request's API key against the configured one.
+fn authorize(request: &HttpRequest, config: &Config) -> Result<(), ApiError> {
+    let expected = config.api_key.as_deref().filter(|key| !key.is_empty()).ok_or(ApiError::Unauthorized)?;
+    let headers = request.headers();
+    let from_header = headers.get("x-api-key").and_then(|value| value.to_str().ok()).map(str::trim);
+    let from_authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("apikey"))
+        .map(|(_, key)| key.trim());
+    let presented = [from_header, from_authorization];
+    // Both are compared (no early exit), each in constant time.
+    let accepted =
+        presented.iter().flatten().fold(false, |ok, key| ok | keys_equal(key.as_bytes(), expected.as_bytes()));
+    if accepted {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Compares a presented key with the expected one in time that depends only on
+/// the expected key's length.
+fn keys_equal(presented: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(presented.len() != expected.len());
+    for (i, byte) in expected.iter().enumerate() {
+        difference |= presented.get(i).copied().unwrap_or(0) ^ byte;
+    }
+    std::hint::black_box(difference) == 0
+}
+
+/// Reads the whole body, refusing it once it passes [`MAX_BODY_BYTES`].
+async fn read_body(request: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large);
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

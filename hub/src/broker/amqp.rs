@@ -1,0 +1,706 @@
+//! The AMQP broker: many hub nodes joined through RabbitMQ.
+//!
+//! Topology (prefix `p`, default `hub`; S shards, default 16):
+//! - `p.publish`: consistent-hash exchange. Backend services publish here with
+//!   routing key = channel and the data as body (headers `idempotency_key`,
+//!   `tags`); nodes publish here too (type `hub`, a MessagePack [`Envelope`]).
+//!   It hashes each channel onto one of S shard queues `p.shard.K`.
+//! - `p.shard.K`: quorum queues with single active consumer. Every node
+//!   consumes every shard; RabbitMQ makes one node the active consumer of each,
+//!   the owner of its channels: it sequences their publications and keeps their
+//!   history ([`super::owner`]). When the owner dies, RabbitMQ activates another
+//!   node's consumer; that node starts new epochs.
+//! - `p.deliver` (fanout): owners publish sequenced publications and join/leave
+//!   events here; `p.broadcast` (fanout): heartbeats and cluster-wide commands;
+//!   `p.direct` (direct, key = node name): requests to one node.
+//! - `p.node.<uid>`: each node's one exclusive queue, bound to those three
+//!   exchanges — three bindings per node whatever its clients do, so reconnect
+//!   storms never churn bindings. It also receives the replies to the node's
+//!   requests (`reply_to` + `correlation_id`).
+//!
+//! Guarantees: per-channel order (one sequencer, one delivery channel, FIFO
+//! queues); owners ack a shard message only after the delivery it produced is
+//! confirmed, so a publication accepted by RabbitMQ is delivered at least once
+//! (a redelivery after a failover carries a new epoch). Publisher confirms on
+//! everything the hub publishes; consumer prefetch bounds what is in flight.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel as AmqpChannel, Connection, ConnectionProperties, ExchangeKind};
+use parking_lot::Mutex;
+use protocol::codes::{self, ErrorCode};
+use protocol::proto::{ClientInfo, Push};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::owner::ShardOwner;
+use super::{Envelope, NodeInfo, Reply, WireInfo, WirePublication};
+use crate::node::Node;
+use crate::topic::history::HistoryQuery;
+use crate::topic::{HistoryPage, Position, PublishArgs, TopicMsg};
+
+/// AMQP message type of hub envelopes; anything else on the publish exchange
+/// is a plain publication from a backend service.
+const HUB_TYPE: &str = "hub";
+/// How long a request waits for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Heartbeat period; a node unheard for `NODE_EXPIRY` is gone.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const NODE_EXPIRY: Duration = Duration::from_secs(5);
+/// Longest wait of each step of leaving the cluster.
+const STOP_STEP: Duration = Duration::from_secs(2);
+/// Unacknowledged messages per consumer.
+const PREFETCH: u16 = 512;
+
+/// What a node needs to join the cluster.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    pub url: String,
+    pub prefix: String,
+    pub shards: u16,
+}
+
+struct Names {
+    publish: String,
+    deliver: String,
+    broadcast: String,
+    direct: String,
+    node_queue: String,
+    prefix: String,
+}
+
+impl Names {
+    fn shard(&self, k: u16) -> String {
+        format!("{}.shard.{k}", self.prefix)
+    }
+}
+
+/// Where answers to a request go: one answer, or several (a broadcast query).
+enum Waiter {
+    One(oneshot::Sender<Reply>),
+    Many(mpsc::Sender<Reply>),
+}
+
+/// A node's membership in the cluster.
+pub struct Cluster {
+    node: Weak<Node>,
+    connection: Connection,
+    /// Confirm-mode channel for everything this node publishes.
+    publisher: AmqpChannel,
+    names: Names,
+    shards: u16,
+    pending: DashMap<u64, Waiter>,
+    next_id: AtomicU64,
+    nodes: DashMap<String, (NodeInfo, Instant)>,
+    shutdown: CancellationToken,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot connect to RabbitMQ at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error(
+        "RabbitMQ lacks the consistent-hash exchange: enable it with `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange` ({0})"
+    )]
+    MissingPlugin(String),
+    #[error("cannot declare {what}: {reason}")]
+    Declare { what: String, reason: String },
+}
+
+fn declare_error(what: impl Into<String>) -> impl FnOnce(lapin::Error) -> ClusterError {
+    let what = what.into();
+    move |e| ClusterError::Declare { what, reason: e.to_string() }
+}
+
+impl Cluster {
+    /// Connects, declares the topology and starts consuming.
+    pub async fn start(node: &Arc<Node>, settings: &AmqpSettings) -> Result<Arc<Cluster>, ClusterError> {
+        let properties = ConnectionProperties::default()
+            .enable_auto_recover()
+            .with_connection_name(format!("hub node {}", node.name()).into());
+        let connection = Connection::connect(&settings.url, properties)
+            .await
+            .map_err(|e| ClusterError::Connect { url: redact(&settings.url), reason: e.to_string() })?;
+        let setup = connection.create_channel().await.map_err(declare_error("a channel"))?;
+        let prefix = settings.prefix.clone();
+        let names = Names {
+            publish: format!("{prefix}.publish"),
+            deliver: format!("{prefix}.deliver"),
+            broadcast: format!("{prefix}.broadcast"),
+            direct: format!("{prefix}.direct"),
+            node_queue: format!("{prefix}.node.{}", node.uid),
+            prefix,
+        };
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        if let Err(e) = setup
+            .exchange_declare(
+                names.publish.as_str().into(),
+                ExchangeKind::Custom("x-consistent-hash".into()),
+                durable,
+                FieldTable::default(),
+            )
+            .await
+        {
+            return Err(ClusterError::MissingPlugin(e.to_string()));
+        }
+        for (name, kind) in [
+            (&names.deliver, ExchangeKind::Fanout),
+            (&names.broadcast, ExchangeKind::Fanout),
+            (&names.direct, ExchangeKind::Direct),
+        ] {
+            setup
+                .exchange_declare(name.as_str().into(), kind, durable, FieldTable::default())
+                .await
+                .map_err(declare_error(format!("exchange {name}")))?;
+        }
+        let publisher = connection.create_channel().await.map_err(declare_error("a channel"))?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(declare_error("confirm mode"))?;
+
+        let cluster = Arc::new(Cluster {
+            node: Arc::downgrade(node),
+            connection,
+            publisher,
+            names,
+            shards: settings.shards,
+            pending: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            nodes: DashMap::new(),
+            shutdown: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        // Queues and bindings are declared on the channel that consumes them:
+        // lapin's recovery redeclares what a channel declared, so after a
+        // RabbitMQ restart the exclusive node queue and its bindings come back.
+        let node_channel = cluster.connection.create_channel().await.map_err(declare_error("a channel"))?;
+        node_channel.basic_qos(PREFETCH * 4, BasicQosOptions::default()).await.map_err(declare_error("qos"))?;
+        let names = &cluster.names;
+        let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        node_channel
+            .queue_declare(names.node_queue.as_str().into(), options, FieldTable::default())
+            .await
+            .map_err(declare_error(format!("queue {}", names.node_queue)))?;
+        for (exchange, key) in [(&names.deliver, ""), (&names.broadcast, ""), (&names.direct, node.name())] {
+            node_channel
+                .queue_bind(names.node_queue.as_str().into(), exchange.as_str().into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+                .await
+                .map_err(declare_error(format!("binding of {} to {exchange}", names.node_queue)))?;
+        }
+        let consumer = node_channel
+            .basic_consume(
+                cluster.names.node_queue.as_str().into(),
+                format!("node-{}", node.uid).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(declare_error("node consumer"))?;
+        let mut tasks = vec![tokio::spawn(node_loop(cluster.clone(), node_channel, consumer))];
+        for k in 0..cluster.shards {
+            let channel = cluster.connection.create_channel().await.map_err(declare_error("a channel"))?;
+            channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(declare_error("qos"))?;
+            let queue = cluster.names.shard(k);
+            let mut arguments = FieldTable::default();
+            arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+            arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+            let options = QueueDeclareOptions { durable: true, ..Default::default() };
+            channel
+                .queue_declare(queue.as_str().into(), options, arguments)
+                .await
+                .map_err(declare_error(format!("queue {queue}")))?;
+            channel
+                .queue_bind(queue.as_str().into(), cluster.names.publish.as_str().into(), "1".into(), QueueBindOptions::default(), FieldTable::default())
+                .await
+                .map_err(declare_error(format!("binding of {queue}")))?;
+            let consumer = channel
+                .basic_consume(
+                    cluster.names.shard(k).as_str().into(),
+                    format!("owner-{}-{k}", node.uid).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(declare_error(format!("consumer of shard {k}")))?;
+            tasks.push(tokio::spawn(shard_loop(cluster.clone(), k, channel, consumer)));
+        }
+        tasks.push(tokio::spawn(heartbeat_loop(cluster.clone())));
+        *cluster.tasks.lock() = tasks;
+        tracing::info!(prefix = %cluster.names.prefix, shards = cluster.shards, "joined the cluster");
+        Ok(cluster)
+    }
+
+    /// Leaves the cluster: says goodbye, stops the loops, closes the
+    /// connection. Bounded: a stalled broker cannot hold the shutdown.
+    pub async fn stop(&self) {
+        if let Some(node) = self.node.upgrade() {
+            let goodbye = Envelope::Goodbye { uid: node.uid.clone() };
+            let _ = tokio::time::timeout(STOP_STEP, self.send(&self.names.broadcast, "", &goodbye, None)).await;
+        }
+        self.shutdown.cancel();
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        for task in tasks {
+            task.abort();
+        }
+        let _ = tokio::time::timeout(STOP_STEP, self.connection.close(200, "shutdown".into())).await;
+    }
+
+    /// Publishes an envelope (confirmed).
+    async fn send(&self, exchange: &str, routing_key: &str, envelope: &Envelope, request: Option<u64>) -> Result<(), ErrorCode> {
+        let mut properties = BasicProperties::default().with_type(HUB_TYPE.into());
+        if let Some(id) = request {
+            properties = properties
+                .with_reply_to(self.names.node_queue.as_str().into())
+                .with_correlation_id(id.to_string().into());
+        }
+        publish_confirmed(&self.publisher, exchange, routing_key, &envelope.encode(), properties).await
+    }
+
+    /// Sends a request and waits for its one answer.
+    async fn request(&self, exchange: &str, routing_key: &str, envelope: Envelope) -> Result<Reply, ErrorCode> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, Waiter::One(tx));
+        let sent = self.send(exchange, routing_key, &envelope, Some(id)).await;
+        let result = match sent {
+            Ok(()) => match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+                Ok(Ok(Reply::Error(code, _))) => Err(error_code(code)),
+                Ok(Ok(reply)) => Ok(reply),
+                _ => Err(codes::INTERNAL.temporary()),
+            },
+            Err(code) => Err(code),
+        };
+        self.pending.remove(&id);
+        result
+    }
+
+    /// A request to the owner of `channel`.
+    async fn to_owner(&self, channel: &str, envelope: Envelope) -> Result<Reply, ErrorCode> {
+        let publish = self.names.publish.clone();
+        self.request(&publish, channel, envelope).await
+    }
+
+    pub async fn publish(&self, channel: &str, args: PublishArgs) -> Result<Position, ErrorCode> {
+        let envelope = Envelope::Publish {
+            data: args.data.to_vec(),
+            info: args.info.as_ref().map(WireInfo::from),
+            tags: args.tags,
+            idempotency_key: args.idempotency_key,
+        };
+        match self.to_owner(channel, envelope).await? {
+            Reply::Published { offset, epoch } => Ok(Position { offset, epoch }),
+            _ => Err(codes::INTERNAL),
+        }
+    }
+
+    /// The owner's stream of `channel` (epoch, top, retained publications).
+    pub async fn sync(&self, channel: &str) -> Result<(String, u64, Vec<protocol::proto::Publication>), ErrorCode> {
+        match self.to_owner(channel, Envelope::Sync).await? {
+            Reply::Stream { epoch, top, publications } => {
+                Ok((epoch, top, publications.into_iter().map(WirePublication::into_proto).collect()))
+            }
+            _ => Err(codes::INTERNAL),
+        }
+    }
+
+    pub async fn history(&self, channel: &str, query: HistoryQuery) -> Result<HistoryPage, ErrorCode> {
+        let envelope = Envelope::History { limit: query.limit, since: query.since, reverse: query.reverse };
+        match self.to_owner(channel, envelope).await? {
+            Reply::History { epoch, top, publications } => Ok(HistoryPage {
+                publications: publications.into_iter().map(WirePublication::into_proto).collect(),
+                epoch,
+                offset: top,
+            }),
+            _ => Err(codes::INTERNAL),
+        }
+    }
+
+    pub async fn history_remove(&self, channel: &str) -> Result<(), ErrorCode> {
+        self.to_owner(channel, Envelope::HistoryRemove).await.map(|_| ())
+    }
+
+    /// Announces a join or leave of a local client to every node.
+    pub fn announce(self: &Arc<Self>, channel: &str, info: &ClientInfo, join: bool) {
+        let envelope = if join {
+            Envelope::Join { channel: channel.to_string(), info: info.into() }
+        } else {
+            Envelope::Leave { channel: channel.to_string(), info: info.into() }
+        };
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let deliver = cluster.names.deliver.clone();
+            let _ = cluster.send(&deliver, "", &envelope, None).await;
+        });
+    }
+
+    /// Sends a cluster-wide command to every node (this one included).
+    pub async fn broadcast(&self, envelope: Envelope) -> Result<(), ErrorCode> {
+        let broadcast = self.names.broadcast.clone();
+        self.send(&broadcast, "", &envelope, None).await
+    }
+
+    /// Presence of `channel` on every live node.
+    pub async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, ErrorCode> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let expected = self.live_nodes().len() + 1;
+        let (tx, mut rx) = mpsc::channel(expected.max(1));
+        self.pending.insert(id, Waiter::Many(tx));
+        let broadcast = self.names.broadcast.clone();
+        let sent = self.send(&broadcast, "", &Envelope::PresenceQuery { channel: channel.to_string() }, Some(id)).await;
+        let mut out = Vec::new();
+        if sent.is_ok() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            let mut answers = 0;
+            while answers < expected {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(Reply::Presence(list))) => {
+                        answers += 1;
+                        out.extend(list.into_iter().map(ClientInfo::from));
+                    }
+                    Ok(Some(_)) => answers += 1,
+                    _ => break,
+                }
+            }
+        }
+        self.pending.remove(&id);
+        sent.map(|()| out)
+    }
+
+    /// Hands emulation commands to the node holding the session; Ok(false)
+    /// when that node does not know the session.
+    pub async fn forward_emulation(&self, node_name: &str, session: &str, data: Vec<u8>, protobuf: bool) -> Result<bool, ErrorCode> {
+        if !self.live_nodes().iter().any(|n| n.name == node_name) {
+            // No such node (or it died): nothing would answer.
+            return Ok(false);
+        }
+        let direct = self.names.direct.clone();
+        let envelope = Envelope::Emulation { session: session.to_string(), protobuf, data };
+        match self.request(&direct, node_name, envelope).await {
+            Ok(Reply::Emulation(found)) => Ok(found),
+            Ok(_) => Err(codes::INTERNAL),
+            Err(code) if code == codes::INTERNAL.temporary() => Ok(false),
+            Err(code) => Err(code),
+        }
+    }
+
+    /// Other live nodes (those heard from within the expiry).
+    pub fn live_nodes(&self) -> Vec<NodeInfo> {
+        let now = Instant::now();
+        self.nodes.retain(|_, (_, seen)| now.duration_since(*seen) < NODE_EXPIRY);
+        self.nodes.iter().map(|entry| entry.value().0.clone()).collect()
+    }
+
+    fn answer(self: &Arc<Self>, delivery: &Delivery, reply: Reply) {
+        let (Some(reply_to), Some(id)) = (delivery.properties.reply_to().clone(), delivery.properties.correlation_id().clone()) else {
+            return;
+        };
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let properties = BasicProperties::default().with_type(HUB_TYPE.into()).with_correlation_id(id);
+            let body = Envelope::Reply(reply).encode();
+            let _ = publish_confirmed(&cluster.publisher, "", reply_to.as_str(), &body, properties).await;
+        });
+    }
+}
+
+fn error_code(code: u32) -> ErrorCode {
+    [codes::UNKNOWN_CHANNEL, codes::NOT_AVAILABLE, codes::UNRECOVERABLE_POSITION, codes::BAD_REQUEST, codes::PERMISSION_DENIED]
+        .into_iter()
+        .find(|c| c.code == code)
+        .unwrap_or(codes::INTERNAL)
+}
+
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, host)) => {
+            let scheme = credentials.split_once("://").map(|(s, _)| s).unwrap_or("amqp");
+            format!("{scheme}://***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+async fn publish_confirmed(channel: &AmqpChannel, exchange: &str, routing_key: &str, body: &[u8], properties: BasicProperties) -> Result<(), ErrorCode> {
+    let confirm = channel
+        .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), body, properties)
+        .await
+        .map_err(|e| {
+            tracing::debug!(error = %e, "AMQP publish failed");
+            codes::INTERNAL.temporary()
+        })?;
+    match confirm.await {
+        Ok(confirmation) if !confirmation.is_nack() => Ok(()),
+        _ => Err(codes::INTERNAL.temporary()),
+    }
+}
+
+/// The node queue: deliveries, control messages, replies.
+async fn node_loop(cluster: Arc<Cluster>, channel: AmqpChannel, mut consumer: lapin::Consumer) {
+    loop {
+        let next = tokio::select! {
+            _ = cluster.shutdown.cancelled() => return,
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "node queue consumer interrupted; waiting for recovery");
+                if let Err(error) = channel.wait_for_recovery(error).await {
+                    tracing::error!(%error, "node queue consumer cannot recover");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                continue;
+            }
+            None => return,
+        };
+        match Envelope::decode(&delivery.data) {
+            Ok(envelope) => handle_node_message(&cluster, &delivery, envelope).await,
+            Err(error) => tracing::warn!(%error, "undecodable message on the node queue"),
+        }
+        let _ = delivery.ack(BasicAckOptions::default()).await;
+    }
+}
+
+async fn handle_node_message(cluster: &Arc<Cluster>, delivery: &Delivery, envelope: Envelope) {
+    let Some(node) = cluster.node.upgrade() else { return };
+    match envelope {
+        Envelope::Reply(reply) => {
+            let id = delivery.properties.correlation_id().as_ref().and_then(|id| id.as_str().parse::<u64>().ok());
+            if let Some(id) = id {
+                // A one-answer request is done with its answer; a gathering one
+                // (presence) stays until its caller stops waiting.
+                match cluster.pending.remove_if(&id, |_, waiter| matches!(waiter, Waiter::One(_))) {
+                    Some((_, Waiter::One(tx))) => {
+                        let _ = tx.send(reply);
+                    }
+                    _ => {
+                        if let Some(waiter) = cluster.pending.get(&id) {
+                            if let Waiter::Many(tx) = waiter.value() {
+                                let _ = tx.try_send(reply);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Envelope::Deliver { channel, epoch, publication } => {
+            if let Some(topic) = node.topics.lookup(&channel) {
+                let _ = topic.cast(TopicMsg::Deliver(epoch, Box::new(publication.into_proto())));
+            }
+        }
+        Envelope::Join { channel, info } => remote_push(&node, channel, |push, info| push.join = Some(protocol::proto::Join { info }), info),
+        Envelope::Leave { channel, info } => remote_push(&node, channel, |push, info| push.leave = Some(protocol::proto::Leave { info }), info),
+        Envelope::Heartbeat(info) => {
+            if info.uid != node.uid {
+                cluster.nodes.insert(info.uid.clone(), (info, Instant::now()));
+            }
+        }
+        Envelope::Goodbye { uid } => {
+            cluster.nodes.remove(&uid);
+        }
+        Envelope::SubscribeUser { user, channel, client } => {
+            let _ = node.local_subscribe_user(&user, &channel, client.as_deref());
+        }
+        Envelope::UnsubscribeUser { user, channel, client } => {
+            let _ = node.local_unsubscribe_user(&user, &channel, client.as_deref());
+        }
+        Envelope::DisconnectUser { user, client, code, .. } => {
+            node.local_disconnect_user(&user, client.as_deref(), disconnect_code(code));
+        }
+        Envelope::PresenceQuery { channel } => {
+            let list = node.local_presence(&channel).await.into_iter().map(|info| WireInfo::from(&info)).collect();
+            cluster.answer(delivery, Reply::Presence(list));
+        }
+        Envelope::Emulation { session, protobuf, data } => {
+            let found = crate::transport::http::deliver_emulation(&node, &session, &data, protobuf).await;
+            cluster.answer(delivery, Reply::Emulation(found));
+        }
+        Envelope::Publish { .. } | Envelope::Sync | Envelope::History { .. } | Envelope::HistoryRemove => {
+            tracing::warn!("owner request on a node queue; ignored");
+        }
+    }
+}
+
+/// Hands a join or leave announced by some node to this node's topic of the
+/// channel, if it has one.
+fn remote_push(node: &Node, channel: String, set: impl FnOnce(&mut Push, Option<ClientInfo>), info: WireInfo) {
+    if let Some(topic) = node.topics.lookup(&channel) {
+        let mut push = Push { channel, ..Default::default() };
+        set(&mut push, Some(info.into()));
+        let _ = topic.cast(TopicMsg::Remote(Box::new(push)));
+    }
+}
+
+/// Disconnect codes travel as numbers; their reasons are the known ones.
+fn disconnect_code(code: u16) -> codes::DisconnectCode {
+    [codes::FORCE_NO_RECONNECT, codes::FORCE_RECONNECT, codes::SHUTDOWN, codes::INVALID_TOKEN]
+        .into_iter()
+        .find(|c| c.code == code)
+        .unwrap_or(if (codes::DisconnectCode { code, reason: "" }).reconnect() {
+            codes::DisconnectCode { code, reason: "force reconnect" }
+        } else {
+            codes::DisconnectCode { code, reason: "force disconnect" }
+        })
+}
+
+/// One shard queue: while this node is its active consumer, it owns the shard.
+async fn shard_loop(cluster: Arc<Cluster>, shard: u16, channel: AmqpChannel, mut consumer: lapin::Consumer) {
+    let Some(config) = cluster.node.upgrade().map(|n| n.config.clone()) else { return };
+    let mut owner = ShardOwner::new(config.clone());
+    let mut prune = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        let next = tokio::select! {
+            _ = cluster.shutdown.cancelled() => return,
+            _ = prune.tick() => {
+                owner.prune(Instant::now());
+                continue;
+            }
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(error)) => {
+                // The consumer (and maybe ownership) is lost: forget the streams
+                // so that whoever owns the shard next starts new epochs.
+                owner.reset();
+                tracing::warn!(shard, %error, "shard consumer interrupted; waiting for recovery");
+                if let Err(error) = channel.wait_for_recovery(error).await {
+                    tracing::error!(shard, %error, "shard consumer cannot recover");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                continue;
+            }
+            None => return,
+        };
+        handle_owner_message(&cluster, &mut owner, delivery).await;
+    }
+}
+
+async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, delivery: Delivery) {
+    let channel = delivery.routing_key.as_str().to_string();
+    let now = Instant::now();
+    let is_hub = delivery.properties.kind().as_ref().is_some_and(|k| k.as_str() == HUB_TYPE);
+    let envelope = if is_hub {
+        match Envelope::decode(&delivery.data) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, "undecodable hub message on a shard queue; dropped");
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+                return;
+            }
+        }
+    } else {
+        plain_publication(&delivery)
+    };
+    let result = match envelope {
+        Envelope::Publish { data, info, tags, idempotency_key } => {
+            match owner.publish(&channel, data, info, tags, idempotency_key, now) {
+                Ok(sequenced) => {
+                    if sequenced.duplicate {
+                        Ok(Reply::Published { offset: sequenced.publication.offset, epoch: sequenced.epoch })
+                    } else {
+                        let offset = sequenced.publication.offset;
+                        let epoch = sequenced.epoch.clone();
+                        let deliver = Envelope::Deliver { channel: channel.clone(), epoch: sequenced.epoch, publication: sequenced.publication };
+                        let exchange = cluster.names.deliver.clone();
+                        // Publish now (in order), settle later: the ack of the shard
+                        // message waits for RabbitMQ's confirm of the delivery.
+                        let properties = BasicProperties::default().with_type(HUB_TYPE.into());
+                        match cluster
+                            .publisher
+                            .basic_publish(exchange.as_str().into(), "".into(), BasicPublishOptions::default(), &deliver.encode(), properties)
+                            .await
+                        {
+                            Ok(confirm) => {
+                                let cluster = cluster.clone();
+                                tokio::spawn(async move {
+                                    match confirm.await {
+                                        Ok(c) if !c.is_nack() => {
+                                            cluster.answer(&delivery, Reply::Published { offset, epoch });
+                                            let _ = delivery.ack(BasicAckOptions::default()).await;
+                                        }
+                                        _ => {
+                                            let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                                        }
+                                    }
+                                });
+                                return;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "delivery publish failed; message requeued");
+                                owner.reset();
+                                let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(code) => Err(code),
+            }
+        }
+        Envelope::Sync => owner.sync(&channel, now),
+        Envelope::History { limit, since, reverse } => owner.history(&channel, &HistoryQuery { limit, since, reverse }, now),
+        Envelope::HistoryRemove => owner.history_remove(&channel),
+        other => {
+            tracing::warn!(?other, "unexpected message on a shard queue; dropped");
+            Ok(Reply::Done)
+        }
+    };
+    let reply = result.unwrap_or_else(|code| Reply::Error(code.code, code.message.to_string()));
+    if let Reply::Error(code, message) = &reply {
+        tracing::debug!(%channel, code, %message, "owner refused a request");
+    }
+    cluster.answer(&delivery, reply);
+    let _ = delivery.ack(BasicAckOptions::default()).await;
+}
+
+/// A message from a backend service: the body is the publication's data.
+fn plain_publication(delivery: &Delivery) -> Envelope {
+    let headers = delivery.properties.headers().as_ref();
+    let header_text = |name: &str| -> Option<String> {
+        match headers?.inner().get(name)? {
+            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+            _ => None,
+        }
+    };
+    let idempotency_key = header_text("idempotency_key")
+        .or_else(|| delivery.properties.message_id().as_ref().map(|id: &ShortString| id.as_str().to_string()));
+    let mut tags = BTreeMap::new();
+    if let Some(AMQPValue::FieldTable(table)) = headers.and_then(|h| h.inner().get("tags")) {
+        for (key, value) in table.inner() {
+            let text = match value {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.as_str().to_string(),
+                other => format!("{other:?}"),
+            };
+            tags.insert(key.as_str().to_string(), text);
+        }
+    }
+    Envelope::Publish { data: delivery.data.clone(), info: None, tags, idempotency_key }
+}
+
+async fn heartbeat_loop(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = cluster.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(node) = cluster.node.upgrade() else { return };
+        let heartbeat = Envelope::Heartbeat(node.local_info());
+        let broadcast = cluster.names.broadcast.clone();
+        let _ = cluster.send(&broadcast, "", &heartbeat, None).await;
+    }
+}

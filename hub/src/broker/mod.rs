@@ -1,0 +1,204 @@
+//! Brokers: how publications reach the subscribers of a channel.
+//!
+//! - memory (the default): one process; each channel's topic actor sequences
+//!   its publications and fans them out (see [`crate::topic`]). Nothing else
+//!   to start.
+//! - [`amqp`]: many nodes joined through RabbitMQ (`--amqp-url`). A channel's
+//!   publications are sequenced by one node, the owner of its shard (the active
+//!   consumer of a single-active-consumer quorum queue), and delivered to every
+//!   node, whose topic actors fan out to their local subscribers. See
+//!   docs/ARCHITECTURE.md, "Across nodes", for the topology and its bounds.
+//!
+//! [`Envelope`] is what nodes say to each other, encoded with MessagePack.
+
+pub mod amqp;
+mod owner;
+
+use std::collections::BTreeMap;
+
+use protocol::proto::{self, ClientInfo};
+
+pub use crate::node::NodeInfo;
+use serde::{Deserialize, Serialize};
+
+/// Publisher info as it travels between nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireInfo {
+    pub user: String,
+    pub client: String,
+    #[serde(with = "serde_bytes_compat")]
+    pub conn_info: Vec<u8>,
+    #[serde(with = "serde_bytes_compat")]
+    pub chan_info: Vec<u8>,
+}
+
+impl From<&ClientInfo> for WireInfo {
+    fn from(info: &ClientInfo) -> Self {
+        WireInfo {
+            user: info.user.clone(),
+            client: info.client.clone(),
+            conn_info: info.conn_info.to_vec(),
+            chan_info: info.chan_info.to_vec(),
+        }
+    }
+}
+
+impl From<WireInfo> for ClientInfo {
+    fn from(info: WireInfo) -> Self {
+        ClientInfo { user: info.user, client: info.client, conn_info: info.conn_info.into(), chan_info: info.chan_info.into() }
+    }
+}
+
+/// A sequenced publication as the owner delivers it to every node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WirePublication {
+    pub offset: u64,
+    #[serde(with = "serde_bytes_compat")]
+    pub data: Vec<u8>,
+    pub info: Option<WireInfo>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl WirePublication {
+    pub fn from_proto(publication: &proto::Publication) -> Self {
+        WirePublication {
+            offset: publication.offset,
+            data: publication.data.to_vec(),
+            info: publication.info.as_ref().map(WireInfo::from),
+            tags: publication.tags.clone(),
+        }
+    }
+
+    pub fn into_proto(self) -> proto::Publication {
+        proto::Publication {
+            offset: self.offset,
+            data: self.data.into(),
+            info: self.info.map(ClientInfo::from),
+            tags: self.tags,
+            ..Default::default()
+        }
+    }
+}
+
+/// Messages between nodes (bodies of AMQP messages of type `hub.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Envelope {
+    // ---- to the owner of a channel (through the publish exchange) ----
+    /// Publish into a channel (from a node's API or client).
+    Publish {
+        #[serde(with = "serde_bytes_compat")]
+        data: Vec<u8>,
+        info: Option<WireInfo>,
+        tags: BTreeMap<String, String>,
+        idempotency_key: Option<String>,
+    },
+    /// The channel's stream: epoch, top offset and every retained publication.
+    Sync,
+    /// History page.
+    History { limit: i32, since: Option<(u64, String)>, reverse: bool },
+    /// Drop the channel's history.
+    HistoryRemove,
+
+    // ---- from owners to every node (delivery exchange) ----
+    /// A sequenced publication of `channel`.
+    Deliver { channel: String, epoch: String, publication: WirePublication },
+    /// Someone joined or left `channel` on some node.
+    Join { channel: String, info: WireInfo },
+    Leave { channel: String, info: WireInfo },
+
+    // ---- between nodes (broadcast or direct) ----
+    Heartbeat(NodeInfo),
+    /// A node is leaving the cluster.
+    Goodbye { uid: String },
+    SubscribeUser { user: String, channel: String, client: Option<String> },
+    UnsubscribeUser { user: String, channel: String, client: Option<String> },
+    DisconnectUser { user: String, client: Option<String>, code: u16, reason: String },
+    /// Local presence of a channel (answered with `Reply::Presence`).
+    PresenceQuery { channel: String },
+    /// Commands for an emulated session held by the receiving node.
+    Emulation {
+        session: String,
+        protobuf: bool,
+        #[serde(with = "serde_bytes_compat")]
+        data: Vec<u8>,
+    },
+
+    /// An answer to a request (`correlation_id` names the request).
+    Reply(Reply),
+}
+
+/// Answers to requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Published { offset: u64, epoch: String },
+    Stream { epoch: String, top: u64, publications: Vec<WirePublication> },
+    History { epoch: String, top: u64, publications: Vec<WirePublication> },
+    Done,
+    Presence(Vec<WireInfo>),
+    /// Emulation: whether the session was found.
+    Emulation(bool),
+    /// A protocol error (code, message).
+    Error(u32, String),
+}
+
+impl Envelope {
+    pub fn encode(&self) -> Vec<u8> {
+        // MessagePack encoding of these plain data types cannot fail (no maps
+        // with non-string keys, no custom serializers that error).
+        rmp_serde::to_vec(self).expect("envelopes always encode")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+}
+
+/// Byte vectors as MessagePack binary (not arrays of integers).
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_through_messagepack() {
+        let envelope = Envelope::Deliver {
+            channel: "news".into(),
+            epoch: "abc".into(),
+            publication: WirePublication { offset: 3, data: b"{\"a\":1}".to_vec(), info: None, tags: BTreeMap::new() },
+        };
+        let bytes = envelope.encode();
+        assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
+        assert!(Envelope::decode(b"\xc1garbage").is_err());
+    }
+}

@@ -1,0 +1,485 @@
+//! Configuration: every setting of a hub node, where it comes from, and its validation.
+//!
+//! This module owns [`Config`] and the layering that builds it. Later layers override
+//! earlier ones, key by key:
+//!
+//! 1. built-in defaults ([`Config::default`]);
+//! 2. the `--dev` preset, when `dev` is true in any later layer;
+//! 3. the TOML file given with `--config FILE` (or `HUB_CONFIG`);
+//! 4. environment variables `HUB_<KEY>`, nested keys joined with `__`
+//!    (`HUB_PING_INTERVAL`, `HUB_TOKEN__HMAC_SECRET`, `HUB_NAMESPACES__CHAT__PRESENCE`);
+//!    variables whose first segment is not a config key (e.g. `HUB_CONFIG`) are ignored;
+//! 5. command-line flags ([`ConfigArgs`]).
+//!
+//! It guarantees that a [`Config`] returned by [`Config::load`] is valid: unknown keys,
+//! wrong types and invalid values (a zero `ping_interval`, a namespace name with `:`, an
+//! unparsable PEM key, ...) are refused with a [`ConfigError`] naming the source (file path,
+//! environment variable or flag), the key and the reason. Loading never panics.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Every setting of a hub node. Build one in code with `Config { .., ..Config::default() }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server listens on.
+    pub listen: SocketAddr,
+    /// Name of this node, reported to clients in the connect reply and by the `info` API.
+    pub node_name: String,
+    /// Server API key (`X-API-Key`); `None` = the server API refuses everything with 401.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Clients may connect without a token (their user is `""`).
+    pub allow_anonymous: bool,
+    /// Browser origins allowed cross-origin (exact `https://host[:port]`, or `*`).
+    /// Requests without `Origin` and same-origin requests are always allowed;
+    /// others get 403 (WebSocket handshake included).
+    pub allowed_origins: Vec<String>,
+    /// A directory served at `/` (e.g. the built Vue demo); `index.html` for `/`.
+    /// Missing directory: a warning at start, nothing served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_dir: Option<std::path::PathBuf>,
+    /// RabbitMQ URL (`amqp://user:pass@host:5672/%2f`): join every node on the
+    /// same broker and prefix. None = one process, in-memory broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amqp_url: Option<String>,
+    /// Prefix of the exchanges and queues the hub declares.
+    pub amqp_prefix: String,
+    /// Number of shard queues channels are hashed onto (fixed for a cluster's life).
+    pub amqp_shards: u16,
+    /// Server ping period; the first ping is jittered.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// How long a client has to answer a ping before it is closed with 3012 "no pong".
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// A connection that sends no connect command within this time is closed (3502 stale).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a connection's writer waits after the first queued message
+    /// before it writes, so that more messages share one frame and one send
+    /// (higher throughput at high message rates, at the cost of this much
+    /// latency). 0 = write at once.
+    #[serde(with = "humantime_serde")]
+    pub write_delay: Duration,
+    /// Per-session outbox bound in bytes; when full the session is closed with 3008 "slow".
+    pub client_outbox_bytes: usize,
+    /// Largest incoming frame in bytes.
+    pub max_frame_bytes: usize,
+    /// Most channels one client may be subscribed to.
+    pub max_channels_per_client: usize,
+    /// Longest channel name in bytes.
+    pub max_channel_length: usize,
+    /// Window in which an API publish with the same `idempotency_key` is accepted once; 0 = off.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
+    /// How long shutdown waits for in-flight work to drain.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// `tracing` EnvFilter directive, e.g. `info` or `hub=debug,info`; `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// Set by `--dev`: the dev preset was applied under the file, env and flags.
+    pub dev: bool,
+    /// Token verification keys and checks.
+    pub token: TokenConfig,
+    /// Options for channels without a namespace (`news`).
+    pub channel: ChannelOptions,
+    /// Options per namespace: channel `chat:room1` uses `namespaces["chat"]`.
+    pub namespaces: BTreeMap<String, ChannelOptions>,
+}
+
+/// Keys for connection and subscription JWTs; see `crate::auth`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shared secret for HS256/384/512 tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_secret: Option<String>,
+    /// RSA public key, PEM text, for RS256/384/512 tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsa_public_key: Option<String>,
+    /// ECDSA public key, PEM text, for ES256/384 tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecdsa_public_key: Option<String>,
+    /// If set, a token's `aud` must contain it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// If set, a token's `iss` must equal it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// Behaviour of the channels of one namespace (or of channels without one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelOptions {
+    /// Publications kept per channel; 0 = no history.
+    pub history_size: usize,
+    /// How long publications are kept; 0 = no history.
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Duration,
+    /// Presence (who is subscribed) is tracked and can be queried.
+    pub presence: bool,
+    /// Subscribers get join/leave pushes.
+    pub join_leave: bool,
+    /// Connected clients may publish.
+    pub allow_publish: bool,
+    /// Any connected client may subscribe (otherwise a subscription token, or the channel in
+    /// the connection token's `channels` claim, is needed).
+    pub allow_subscribe: bool,
+    /// Subscriptions are recoverable without the client asking.
+    pub force_recovery: bool,
+}
+
+impl ChannelOptions {
+    /// True when channels keep history (both a size and a TTL are set).
+    pub fn history_enabled(&self) -> bool {
+        self.history_size > 0 && !self.history_ttl.is_zero()
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            node_name: format!("hub-{}", std::process::id()),
+            api_key: None,
+            allow_anonymous: false,
+            allowed_origins: Vec::new(),
+            static_dir: None,
+            amqp_url: None,
+            amqp_prefix: "hub".to_owned(),
+            amqp_shards: 16,
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(10),
+            write_delay: Duration::ZERO,
+            client_outbox_bytes: 1024 * 1024,
+            max_frame_bytes: 64 * 1024,
+            max_channels_per_client: 128,
+            max_channel_length: 255,
+            idempotency_window: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Human,
+            log_level: "info".to_owned(),
+            dev: false,
+            token: TokenConfig::default(),
+            channel: ChannelOptions::default(),
+            namespaces: BTreeMap::new(),
+        }
+    }
+}
+
+/// The flags that feed the configuration. Flatten it into the binary's `clap` parser.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Configuration")]
+pub struct ConfigArgs {
+    /// TOML configuration file; its keys override the defaults and are overridden by
+    /// HUB_* environment variables and by flags.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        env = "HUB_CONFIG",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [config: listen, default 127.0.0.1:8000].
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Server API key expected in X-API-Key; without one the API answers 401
+    /// [config: api_key].
+    #[arg(long, value_name = "KEY", global = true)]
+    pub api_key: Option<String>,
+    /// Secret for HS256/384/512 connection and subscription tokens
+    /// [config: token.hmac_secret].
+    #[arg(long, value_name = "SECRET", global = true)]
+    pub token_hmac_secret: Option<String>,
+    /// Let clients connect without a token [config: allow_anonymous].
+    #[arg(long, global = true)]
+    pub allow_anonymous: bool,
+    /// Node name reported to clients [config: node_name, default hub-<pid>].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub node_name: Option<String>,
+    /// Server ping period, e.g. 25s or 500ms [config: ping_interval, default 25s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    pub ping_interval: Option<Duration>,
+    /// Time a client has to answer a ping [config: pong_timeout, default 8s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    pub pong_timeout: Option<Duration>,
+    /// Join other nodes through RabbitMQ at this URL [config: amqp_url].
+    #[arg(long, value_name = "URL", global = true)]
+    pub amqp_url: Option<String>,
+    /// Log format [config: log_format, default human].
+    #[arg(long, value_name = "FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter such as info or hub=debug,warn; RUST_LOG overrides it
+    /// [config: log_level, default info].
+    #[arg(long, value_name = "FILTER", global = true)]
+    pub log_level: Option<String>,
+    /// Try-out preset: anonymous connect; channels without namespace and namespace "chat"
+    /// with publish, subscribe, history (100, 300s), presence, join/leave and forced
+    /// recovery; API key "dev" unless one is given [config: dev].
+    #[arg(long, global = true)]
+    pub dev: bool,
+}
+
+/// Why the configuration was refused. The message names the source, the key and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("config error in {}: cannot read the file: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    /// A source could not be parsed at all (e.g. TOML syntax); `origin` names it.
+    #[error("config error in {origin}: {reason}")]
+    Syntax { origin: String, reason: String },
+    /// One key is unknown or has a bad type or value.
+    #[error("config error in {origin}: key \"{key}\": {reason}")]
+    Key {
+        origin: String,
+        key: String,
+        reason: String,
+    },
+    /// Several problems, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    fn from_list(mut errors: Vec<ConfigError>) -> ConfigError {
+        match errors.len() {
+            1 => errors.remove(0),
+            _ => ConfigError::Many(errors),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the defaults, the `--dev` preset, the file, the process
+    /// environment and the flags, then validates it.
+    pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        // `std::env::vars` panics on non-Unicode variables; skip those instead.
+        let env = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        Config::load_from(args, env)
+    }
+
+    /// [`Config::load`] with an explicit environment (tests use it to avoid process env).
+    pub fn load_from<I>(args: &ConfigArgs, env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        if let Some(path) = &args.config {
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let env = env_layer(env);
+        let flags = flags_layer(args);
+        let build = |dev: bool| {
+            let mut figment = Figment::new();
+            if dev {
+                figment = figment.merge(dev_preset());
+            }
+            if let Some(path) = &args.config {
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            figment.merge(env.clone()).merge(flags.clone())
+        };
+        let figment = build(false);
+        let mut config: Config = figment.extract().map_err(|e| convert(e, &figment))?;
+        let figment = if config.dev { build(true) } else { figment };
+        if config.dev {
+            config = figment.extract().map_err(|e| convert(e, &figment))?;
+        }
+        let problems = config.problems();
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        let errors = problems
+            .into_iter()
+            .map(|(key, reason)| {
+                let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+                ConfigError::Key {
+                    origin: origin(figment.find_metadata(&key), &path),
+                    key,
+                    reason,
+                }
+            })
+            .collect();
+        Err(ConfigError::from_list(errors))
+    }
+
+    /// Options for a namespace name (`None` = the top-level `channel` options); `None` if the
+    /// namespace is unknown.
+    pub fn namespace(&self, name: Option<&str>) -> Option<&ChannelOptions> {
+        match name {
+            None => Some(&self.channel),
+            Some(name) => self.namespaces.get(name),
+        }
+    }
+
+    /// Options for a channel name: `chat:room1` uses namespace `chat`, `news` the top-level
+    /// options; `None` if the namespace is unknown.
+    pub fn channel_options(&self, channel: &str) -> Option<&ChannelOptions> {
+        self.namespace(channel.split_once(':').map(|(ns, _)| ns))
+    }
+
+    /// A copy with secrets (API key, HMAC secret) replaced by `"<redacted>"`, for printing
+    /// and logging.
+    pub fn redacted(&self) -> Config {
+        let hide = |s: &Option<String>| s.as_ref().map(|_| "<redacted>".to_owned());
+        let mut copy = self.clone();
+        copy.api_key = hide(&self.api_key);
+        copy.token.hmac_secret = hide(&self.token.hmac_secret);
+        copy
+    }
+
+    /// Every invalid value as (key, reason); empty when the config is valid.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut check = |ok: bool, key: &str, reason: &str| {
+            if !ok {
+                out.push((key.to_owned(), reason.to_owned()));
+            }
+        };
+        check(
+            !self.node_name.trim().is_empty(),
+            "node_name",
+            "must not be empty",
+        );
+        check(
+            self.api_key.as_deref() != Some(""),
+            "api_key",
+            "must not be empty (leave it out to disable the server API)",
+        );
+        check(
+            !self.ping_interval.is_zero(),
+            "ping_interval",
+            "must be greater than 0",
+        );
+        check(
+            !self.pong_timeout.is_zero(),
+            "pong_timeout",
+            "must be greater than 0",
+        );
+        check(
+            !self.connect_timeout.is_zero(),
+            "connect_timeout",
+            "must be greater than 0",
+        );
+        check(
+            self.client_outbox_bytes > 0,
+            "client_outbox_bytes",
+            "must be greater than 0",
+        );
+        check(
+            self.max_frame_bytes > 0,
+            "max_frame_bytes",
+            "must be greater than 0",
+        );
+        check(
+            self.max_channels_per_client > 0,
+            "max_channels_per_client",
+            "must be greater than 0",
+        );
+        check(
+            self.max_channel_length > 0,
+            "max_channel_length",
+            "must be greater than 0",
+        );
+        check(self.amqp_shards > 0, "amqp_shards", "must be greater than 0");
+        check(
+            !self.amqp_prefix.is_empty() && self.amqp_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "amqp_prefix",
+            "must be non-empty ASCII letters, digits, '.', '_' or '-'",
+        );
+        check(
+            self.amqp_url.as_deref().is_none_or(|u| u.starts_with("amqp://") || u.starts_with("amqps://")),
+            "amqp_url",
+            "must start with amqp:// or amqps://",
+        );
+        check(
+            self.token.audience.as_deref() != Some(""),
+            "token.audience",
+            "must not be empty",
+        );
+        check(
+            self.token.issuer.as_deref() != Some(""),
+            "token.issuer",
+            "must not be empty",
+        );
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            out.push(("log_level".into(), format!("not a valid log filter: {e}")));
+        }
+        if let Err(e) = crate::auth::TokenVerifier::new(&self.token) {
+            out.push((e.key().to_owned(), e.reason().to_owned()));
+        }
+        channel_problems("channel", &self.channel, &mut out);
+        for (name, options) in &self.namespaces {
+            let key = format!("namespaces.{name}");
+            if name.is_empty() {
+                out.push((key.clone(), "namespace name must not be empty".into()));
+            } else if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                out.push((
+                    key.clone(),
+                    "namespace name may only hold ASCII letters, digits, '_', '-' and '.' (no ':')"
+                        .into(),
+                ));
+            }
+            channel_problems(&key, options, &mut out);
+        }
+        out
+    }
+}
+
+fn channel_problems(prefix: &str, options: &ChannelOptions, out: &mut Vec<(String, String)>) {
+    let has_size = options.history_size > 0;
+    let has_ttl = !options.history_ttl.is_zero();
+    if has_size != has_ttl {
+        out.push((
+            format!("{prefix}.history_size"),
+            "history_size and history_ttl must both be set (history on) or both be 0 (history off)"
+                .into(),
+        ));
+    }
+    if options.force_recovery && !options.history_enabled() {
+        out.push((
+            format!("{prefix}.force_recovery"),
+            "recovery needs history: set history_size and history_ttl".into(),
+        ));
+    }
+}
+
+#[path = "config/sources.rs"]
+mod sources;
+use sources::{convert, dev_preset, env_layer, flags_layer, origin};
+
+#[cfg(test)]
+#[path = "config/tests.rs"]
+mod tests;

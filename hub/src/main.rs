@@ -1,0 +1,149 @@
+//! The `hub` binary: parses the command line, loads the configuration, sets up logging and
+//! runs the server (or one of the `gentoken` / `checkconfig` helpers).
+//!
+//! Exit codes: 0 after a clean shutdown or a successful helper, 1 when the server or a
+//! helper fails, 2 for a bad command line or a bad configuration (printed to stderr before
+//! anything starts).
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use hub::auth::{self, ConnectClaims, SubscribeClaims};
+use hub::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{CheckconfigArgs, Cli, Command, GentokenArgs};
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Gentoken(args) => gentoken(&config, &args),
+        Command::Checkconfig(args) => checkconfig(&config, &args),
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    if let Err(e) = init_tracing(&config) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    tracing::info!(
+        listen = %config.listen,
+        node = %config.node_name,
+        dev = config.dev,
+        "starting hub {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if config.api_key.is_none() {
+        tracing::warn!("no api_key configured: the server API refuses every request with 401");
+    }
+    let has_key = config.token.hmac_secret.is_some()
+        || config.token.rsa_public_key.is_some()
+        || config.token.ecdsa_public_key.is_some();
+    if !config.allow_anonymous && !has_key {
+        tracing::warn!(
+            "allow_anonymous is off and no token key is configured: no client can connect"
+        );
+    }
+    match hub::server::run(config).await {
+        Ok(()) => {
+            tracing::info!("hub stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "hub failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr; the filter is RUST_LOG when set, else `config.log_level`.
+fn init_tracing(config: &Config) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|e| format!("RUST_LOG: not a valid log filter: {e}"))?,
+        // log_level was validated when the config loaded.
+        _ => EnvFilter::try_new(&config.log_level)
+            .map_err(|e| format!("config error: key \"log_level\": {e}"))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match config.log_format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| format!("cannot set up logging: {e}"))
+}
+
+fn gentoken(config: &Config, args: &GentokenArgs) -> ExitCode {
+    let Some(secret) = config.token.hmac_secret.as_deref() else {
+        eprintln!("gentoken: no HMAC secret configured (set token.hmac_secret, HUB_TOKEN__HMAC_SECRET or --token-hmac-secret)");
+        return ExitCode::from(2);
+    };
+    let expires_at = (args.ttl != Duration::ZERO).then(|| auth::expires_in(args.ttl));
+    let info = args.info.clone().map(Bytes::from);
+    let token = match &args.channel {
+        Some(channel) => auth::sign_subscribe_token(
+            secret,
+            &SubscribeClaims {
+                user: args.user.clone(),
+                channel: channel.clone(),
+                expires_at,
+                info,
+            },
+        ),
+        None => auth::sign_connect_token(
+            secret,
+            &ConnectClaims {
+                user: args.user.clone(),
+                expires_at,
+                info,
+                channels: args.channels.clone(),
+            },
+        ),
+    };
+    match token {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gentoken: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn checkconfig(config: &Config, args: &CheckconfigArgs) -> ExitCode {
+    let shown = if args.show_secrets {
+        config.clone()
+    } else {
+        config.redacted()
+    };
+    match toml::to_string_pretty(&shown) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("checkconfig: cannot print the config as TOML: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

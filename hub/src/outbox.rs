@@ -1,0 +1,262 @@
+//! The outbox: a session's bounded queue of encoded messages, counted in bytes.
+//!
+//! Producers (the session actor for replies, topic actors for pushes) call
+//! [`Outbox::push`], which never waits: when the queued bytes would pass the
+//! limit, the outbox drops its queue, marks itself closed with 3008 "slow" and
+//! wakes the writer; the producer just goes on with the next subscriber. The
+//! one consumer (the transport's writer) calls [`Outbox::next`], which waits for
+//! work and then takes *everything* queued as one frame, so one write carries
+//! many messages under load.
+//!
+//! A close ([`Outbox::close`]) lets queued messages out first (a shutdown
+//! still delivers what was accepted), then yields the disconnect code once.
+//! After a close every push is refused.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use protocol::codec::FrameBuilder;
+use protocol::codes::{self, DisconnectCode};
+use protocol::Encoding;
+use tokio::sync::Notify;
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The outbox is closed (the session is going away); nothing was queued.
+    Closed,
+    /// This push overflowed the outbox: it is now closed with 3008 "slow".
+    Slow,
+}
+
+/// What the writer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Write this frame (one or more messages).
+    Frame(Bytes),
+    /// Everything is written: close the connection with this code.
+    Close(DisconnectCode),
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    close: Option<DisconnectCode>,
+    close_taken: bool,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    encoding: Encoding,
+    limit: usize,
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+impl Outbox {
+    /// An outbox holding at most `limit` bytes of queued messages.
+    pub fn new(encoding: Encoding, limit: usize) -> Self {
+        Outbox {
+            encoding,
+            limit,
+            state: Mutex::new(State { queue: VecDeque::new(), bytes: 0, close: None, close_taken: false }),
+            notify: Notify::new(),
+        }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Queues one encoded message without waiting.
+    pub fn push(&self, message: Bytes) -> Result<(), PushError> {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return Err(PushError::Closed);
+        }
+        if state.bytes + message.len() > self.limit {
+            state.queue.clear();
+            state.bytes = 0;
+            state.close = Some(codes::SLOW);
+            drop(state);
+            self.notify.notify_one();
+            return Err(PushError::Slow);
+        }
+        let wake = state.queue.is_empty();
+        state.bytes += message.len();
+        state.queue.push_back(message);
+        drop(state);
+        if wake {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Closes the outbox: queued messages still go out, then `code`. The first
+    /// close wins; later ones are ignored.
+    pub fn close(&self, code: DisconnectCode) {
+        let mut state = self.state.lock();
+        if state.close.is_none() {
+            state.close = Some(code);
+            drop(state);
+            self.notify.notify_one();
+        }
+    }
+
+    /// The close code, once the outbox is closed.
+    pub fn closed(&self) -> Option<DisconnectCode> {
+        self.state.lock().close
+    }
+
+    /// Queued bytes (for tests and metrics).
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+
+    /// Waits for work: everything queued as one frame, or the close code once
+    /// the queue is empty. After the close was returned it waits forever, so a
+    /// writer must stop calling it then. Cancel-safe: nothing is taken from the
+    /// queue until the future completes.
+    pub async fn next(&self, builder: &mut FrameBuilder) -> Next {
+        loop {
+            if let Some(next) = self.try_next(builder) {
+                return next;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Like [`Outbox::next`], but once something is queued waits `delay` more
+    /// before taking it, so that messages arriving meanwhile share the frame.
+    /// A close is not delayed. Cancel-safe like `next`.
+    pub async fn next_after(&self, builder: &mut FrameBuilder, delay: std::time::Duration) -> Next {
+        if delay.is_zero() {
+            return self.next(builder).await;
+        }
+        loop {
+            let notified = self.notify.notified();
+            let (queued, closing) = {
+                let state = self.state.lock();
+                (!state.queue.is_empty(), state.close.is_some())
+            };
+            if closing || queued {
+                if queued && !closing {
+                    tokio::time::sleep(delay).await;
+                }
+                if let Some(next) = self.try_next(builder) {
+                    return next;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Like [`Outbox::next`] without waiting.
+    pub fn try_next(&self, builder: &mut FrameBuilder) -> Option<Next> {
+        let mut state = self.state.lock();
+        if state.queue.len() == 1 {
+            // One message is a frame by itself: send the shared bytes, no copy.
+            state.bytes = 0;
+            return state.queue.pop_front().map(Next::Frame);
+        }
+        if !state.queue.is_empty() {
+            for message in state.queue.drain(..) {
+                builder.push(&message);
+            }
+            state.bytes = 0;
+            drop(state);
+            return Some(Next::Frame(builder.take()));
+        }
+        match state.close {
+            Some(code) if !state.close_taken => {
+                state.close_taken = true;
+                Some(Next::Close(code))
+            }
+            _ => None,
+        }
+    }
+
+    /// The frame encoding builder matching this outbox.
+    pub fn frame_builder(&self) -> FrameBuilder {
+        FrameBuilder::new(self.encoding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(next: Option<Next>) -> Bytes {
+        match next {
+            Some(Next::Frame(bytes)) => bytes,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn drains_everything_queued_into_one_frame() {
+        let outbox = Outbox::new(Encoding::Json, 1024);
+        let mut builder = outbox.frame_builder();
+        outbox.push(Bytes::from_static(b"{\"a\":1}")).unwrap();
+        outbox.push(Bytes::from_static(b"{}")).unwrap();
+        assert_eq!(&frame(outbox.try_next(&mut builder))[..], b"{\"a\":1}\n{}");
+        assert_eq!(outbox.try_next(&mut builder), None);
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn overflow_closes_with_slow_and_drops_the_queue() {
+        let outbox = Outbox::new(Encoding::Json, 10);
+        let mut builder = outbox.frame_builder();
+        outbox.push(Bytes::from_static(b"123456")).unwrap();
+        assert_eq!(outbox.push(Bytes::from_static(b"123456")), Err(PushError::Slow));
+        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(PushError::Closed));
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(outbox.try_next(&mut builder), Some(Next::Close(codes::SLOW)));
+        assert_eq!(outbox.try_next(&mut builder), None);
+    }
+
+    #[test]
+    fn close_flushes_queued_messages_first_and_first_close_wins() {
+        let outbox = Outbox::new(Encoding::Json, 100);
+        let mut builder = outbox.frame_builder();
+        outbox.push(Bytes::from_static(b"{}")).unwrap();
+        outbox.close(codes::SHUTDOWN);
+        outbox.close(codes::NO_PONG);
+        assert_eq!(&frame(outbox.try_next(&mut builder))[..], b"{}");
+        assert_eq!(outbox.try_next(&mut builder), Some(Next::Close(codes::SHUTDOWN)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_delay_gathers_what_arrives_meanwhile_into_one_frame() {
+        let outbox = std::sync::Arc::new(Outbox::new(Encoding::Json, 100));
+        let writer = outbox.clone();
+        let task = tokio::spawn(async move {
+            let mut builder = FrameBuilder::new(Encoding::Json);
+            writer.next_after(&mut builder, std::time::Duration::from_millis(20)).await
+        });
+        outbox.push(Bytes::from_static(b"{\"a\":1}")).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        outbox.push(Bytes::from_static(b"{\"a\":2}")).unwrap();
+        assert_eq!(task.await.unwrap(), Next::Frame(Bytes::from_static(b"{\"a\":1}\n{\"a\":2}")));
+        // A close is not delayed.
+        outbox.close(codes::SHUTDOWN);
+        let mut builder = FrameBuilder::new(Encoding::Json);
+        assert_eq!(outbox.next_after(&mut builder, std::time::Duration::from_secs(60)).await, Next::Close(codes::SHUTDOWN));
+    }
+
+    #[tokio::test]
+    async fn next_wakes_on_push_from_another_task() {
+        let outbox = std::sync::Arc::new(Outbox::new(Encoding::Protobuf, 100));
+        let producer = outbox.clone();
+        let task = tokio::spawn(async move {
+            let mut builder = FrameBuilder::new(Encoding::Protobuf);
+            producer.next(&mut builder).await
+        });
+        tokio::task::yield_now().await;
+        outbox.push(Bytes::from_static(&[1, 8])).unwrap();
+        assert_eq!(task.await.unwrap(), Next::Frame(Bytes::from_static(&[1, 8])));
+    }
+}

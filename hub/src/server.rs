@@ -1,0 +1,119 @@
+//! Assembles the HTTP application, runs it, and shuts it down gracefully.
+//!
+//! Shutdown order: stop taking new connections, tell every client 3001
+//! "shutdown" (queued messages are flushed first), wait for the sessions to
+//! end (bounded by `shutdown_timeout`), then stop the HTTP server and return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::config::Config;
+use crate::node::Node;
+use crate::{api, transport};
+
+/// A running hub (for `main` and the tests).
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub node: Arc<Node>,
+    server: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ServerHandle {
+    /// Graceful shutdown: clients get 3001, sessions drain, the server stops.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let timeout = self.node.config.shutdown_timeout;
+        let left = self.node.shutdown(timeout).await;
+        if left > 0 {
+            tracing::warn!(sessions = left, "shutdown timeout: sessions still open");
+        }
+        self.server.stop(true).await;
+        self.task.await??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The routes of the hub.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/connection/websocket", web::get().to(transport::ws::handler))
+        .route("/connection/sse", web::get().to(transport::http::sse_get))
+        .route("/connection/sse", web::post().to(transport::http::sse_post))
+        .route("/connection/http_stream", web::post().to(transport::http::http_stream))
+        .route("/emulation", web::post().to(transport::http::emulation))
+        .route("/connection/uni_sse", web::get().to(transport::uni_sse::handler))
+        .route("/api/{method}", web::post().to(api::handler))
+        .route("/api", web::post().to(api::handler_batch_root))
+        .route("/health", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }));
+}
+
+/// Binds and starts serving; returns once the socket listens.
+pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
+    let listen = config.listen;
+    let shutdown_secs = config.shutdown_timeout.as_secs().max(1);
+    // Bounds every POST body read as `Bytes` (the HTTP transports and /emulation).
+    let payload_limit = config.max_frame_bytes.max(64 * 1024);
+    let node = Node::start(config).await?;
+    let data = web::Data::new(node.clone());
+    let static_dir = node.config.static_dir.clone().filter(|dir| {
+        let ok = dir.join("index.html").is_file();
+        if !ok {
+            tracing::warn!(dir = %dir.display(), "static_dir has no index.html; nothing served at /");
+        }
+        ok
+    });
+    let server = HttpServer::new(move || {
+        let app = App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(payload_limit))
+            .wrap(actix_web::middleware::from_fn(crate::cors::middleware))
+            .configure(routes);
+        match &static_dir {
+            Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
+            None => app,
+        }
+    })
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs)
+        .bind(listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = *server.addrs().first().ok_or_else(|| anyhow::anyhow!("no listening address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(node = %node.name(), "listening on http://{addr}");
+    Ok(ServerHandle { addr, node, server: handle, task })
+}
+
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let handle = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

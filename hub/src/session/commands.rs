@@ -1,0 +1,389 @@
+//! The session's command handlers: one method per protocol command.
+//!
+//! Rules common to all: before a successful connect only `connect` is
+//! accepted (anything else disconnects with 3501); a command that expects a
+//! reply must carry an id; an empty command is a pong; unsupported commands
+//! get error 104 rather than silence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::codes::{self, ErrorCode, UnsubscribeCode};
+use protocol::proto::{self, ClientInfo, Command, Push, Reply};
+
+use super::{unix_now, Session, Subscription};
+use crate::auth::TokenError;
+use crate::channel::Channel;
+use crate::metrics::Metrics;
+use crate::node::SessionEntry;
+use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
+
+/// Outcome of a handler: a reply to send, or nothing (already sent / none due).
+type Handled = Result<Option<Reply>, ErrorCode>;
+
+impl Session {
+    pub(super) async fn handle_command(&mut self, command: Command) {
+        let id = command.id;
+        let is_pong = command == Command::default();
+        if is_pong {
+            // The empty command answers a server ping (already noted by the caller).
+            return;
+        }
+        if self.client.is_none() && command.connect.is_none() {
+            return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
+        }
+        if id == 0 && command.send.is_none() {
+            // Every command but `send` and the pong expects a reply, so needs an id.
+            return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
+        }
+        let result: Handled = if let Some(request) = command.connect {
+            return self.connect(id, request).await;
+        } else if let Some(request) = command.subscribe {
+            self.subscribe(id, request).await
+        } else if let Some(request) = command.unsubscribe {
+            self.unsubscribe(request).await
+        } else if let Some(request) = command.publish {
+            self.publish(request).await
+        } else if let Some(request) = command.presence {
+            self.presence(request).await
+        } else if let Some(request) = command.presence_stats {
+            self.presence_stats(request).await
+        } else if let Some(request) = command.history {
+            self.history(request).await
+        } else if command.ping.is_some() {
+            Ok(Some(Reply { ping: Some(proto::PingResult {}), ..Default::default() }))
+        } else if let Some(request) = command.refresh {
+            self.refresh(request)
+        } else if let Some(request) = command.sub_refresh {
+            self.sub_refresh(request)
+        } else if command.send.is_some() && id == 0 {
+            tracing::debug!(client = %self.client_id(), "async message ignored: no handler for `send`");
+            return;
+        } else {
+            // rpc, send with an id, or a method this server does not know.
+            Err(codes::METHOD_NOT_FOUND)
+        };
+        if self.closed {
+            return;
+        }
+        match result {
+            Ok(Some(mut reply)) => {
+                reply.id = id;
+                self.send(&reply);
+            }
+            Ok(None) => {}
+            Err(error) => self.send(&Reply { id, error: Some(error.to_proto()), ..Default::default() }),
+        }
+    }
+
+    async fn connect(&mut self, id: u32, request: proto::ConnectRequest) {
+        if self.client.is_some() {
+            return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
+        }
+        let node = self.node.clone();
+        let (user, expires_at, info, channels) = if !request.token.is_empty() {
+            match node.verifier.verify_connect(&request.token) {
+                Ok(claims) => (claims.user, claims.expires_at, claims.info.unwrap_or_default(), claims.channels),
+                Err(TokenError::Expired) => {
+                    self.send(&Reply { id, error: Some(codes::TOKEN_EXPIRED.to_proto()), ..Default::default() });
+                    return;
+                }
+                Err(TokenError::Invalid(reason)) => {
+                    tracing::info!(%reason, "connect refused: invalid token");
+                    return self.disconnect(codes::INVALID_TOKEN);
+                }
+            }
+        } else if node.config.allow_anonymous {
+            (String::new(), None, bytes::Bytes::new(), Vec::new())
+        } else {
+            self.send(&Reply { id, error: Some(codes::UNAUTHORIZED.to_proto()), ..Default::default() });
+            return;
+        };
+        let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        self.client = Some(client.clone());
+        self.user = Arc::from(user);
+        self.conn_info = info;
+        self.expires_at = expires_at;
+        node.register(
+            client.clone(),
+            SessionEntry { actor: self.myself.clone(), user: self.user.clone() },
+        );
+        let ping = node.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
+        let ttl = expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
+        let result = proto::ConnectResult {
+            client: client.to_string(),
+            version: crate::VERSION.to_string(),
+            expires: ttl.is_some(),
+            ttl: ttl.unwrap_or(0),
+            ping,
+            pong: self.transport != super::TransportKind::UniSse,
+            node: node.name().to_string(),
+            session: self.emulation_id.as_deref().unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+        self.send(&Reply { id, connect: Some(result), ..Default::default() });
+        tracing::debug!(%client, user = %self.user, transport = ?self.transport, "connected");
+        self.schedule_ping(true);
+        if let Some(ttl) = ttl {
+            self.myself.send_after(Duration::from_secs(ttl as u64 + 1), || super::SessionMsg::ExpiryDue);
+        }
+        for name in &channels {
+            match Channel::parse(name, &node.config) {
+                Ok((channel, _)) => {
+                    let recover = request.subs.get(name).filter(|s| s.recover).map(|s| (s.offset, s.epoch.clone()));
+                    self.server_subscribe(channel, recover).await;
+                }
+                Err(_) => tracing::warn!(channel = %name, "token channel refused: unknown channel"),
+            }
+            if self.closed {
+                return;
+            }
+        }
+        if self.transport == super::TransportKind::UniSse {
+            // A one-way client names its channels in `subs` (from the query);
+            // it gets those any client may subscribe to.
+            for (name, sub) in &request.subs {
+                if channels.contains(name) {
+                    continue;
+                }
+                match Channel::parse(name, &node.config) {
+                    Ok((channel, options)) if options.allow_subscribe => {
+                        let recover = sub.recover.then(|| (sub.offset, sub.epoch.clone()));
+                        self.server_subscribe(channel, recover).await;
+                    }
+                    _ => tracing::info!(channel = %name, "uni_sse channel refused"),
+                }
+                if self.closed {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn subscriber(&self, chan_info: bytes::Bytes) -> Subscriber {
+        Subscriber {
+            client: self.client_id(),
+            user: self.user.clone(),
+            outbox: self.outbox.clone(),
+            session: self.myself.clone(),
+            conn_info: self.conn_info.clone(),
+            chan_info,
+        }
+    }
+
+    async fn subscribe(&mut self, id: u32, request: proto::SubscribeRequest) -> Handled {
+        let node = self.node.clone();
+        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        if self.subs.contains_key(&channel) {
+            return Err(codes::ALREADY_SUBSCRIBED);
+        }
+        if self.subs.len() >= node.config.max_channels_per_client {
+            return Err(codes::LIMIT_EXCEEDED);
+        }
+        let mut expires_at = None;
+        let mut chan_info = bytes::Bytes::new();
+        if !request.token.is_empty() {
+            match node.verifier.verify_subscribe(&request.token) {
+                Ok(claims) => {
+                    if claims.channel != channel.as_str() || claims.user != *self.user {
+                        return Err(codes::PERMISSION_DENIED);
+                    }
+                    expires_at = claims.expires_at;
+                    chan_info = claims.info.unwrap_or_default();
+                }
+                Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+                Err(TokenError::Invalid(reason)) => {
+                    tracing::info!(%reason, channel = %channel, "subscribe refused: invalid token");
+                    self.disconnect(codes::INVALID_TOKEN);
+                    return Ok(None);
+                }
+            }
+        } else if !options.allow_subscribe {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        let recoverable = options.history_enabled() && (options.force_recovery || request.recoverable);
+        let recover = request.recover.then(|| (request.offset, request.epoch.clone()));
+        let ttl = expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
+        let args = SubscribeArgs { subscriber: self.subscriber(chan_info.clone()), recover, recoverable, ttl, reply: ReplyTarget::Reply(id) };
+        node.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await?;
+        self.add_subscription(channel, Subscription { server_side: false, expires_at, chan_info });
+        // The topic queued the reply itself, ahead of any publication.
+        Ok(None)
+    }
+
+    fn add_subscription(&mut self, channel: Channel, subscription: Subscription) {
+        if let Some(at) = subscription.expires_at {
+            let delay = Duration::from_secs(at.saturating_sub(unix_now()) + 1);
+            let due = channel.clone();
+            self.myself.send_after(delay, move || super::SessionMsg::SubExpiryDue(due));
+        }
+        Metrics::add(&self.node.metrics.subscriptions, 1);
+        self.subs.insert(channel, subscription);
+    }
+
+    /// Subscribes without a client command; the outcome goes out as a `subscribe` push.
+    pub(super) async fn server_subscribe(&mut self, channel: Channel, recover: Option<(u64, String)>) {
+        if self.client.is_none() || self.subs.contains_key(&channel) {
+            return;
+        }
+        let node = self.node.clone();
+        let Some(options) = Channel::parse(channel.as_str(), &node.config).ok().map(|(_, o)| o) else { return };
+        let recoverable = options.history_enabled();
+        let args = SubscribeArgs {
+            subscriber: self.subscriber(bytes::Bytes::new()),
+            recover,
+            recoverable,
+            ttl: None,
+            reply: ReplyTarget::Push,
+        };
+        match node.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await {
+            Ok(_) => self.add_subscription(channel, Subscription { server_side: true, expires_at: None, chan_info: bytes::Bytes::new() }),
+            Err(error) => tracing::warn!(%channel, code = error.code, "server-side subscribe failed"),
+        }
+    }
+
+    pub(super) async fn server_unsubscribe(&mut self, channel: Channel, code: UnsubscribeCode) {
+        if self.subs.remove(&channel).is_none() {
+            return;
+        }
+        Metrics::sub(&self.node.metrics.subscriptions, 1);
+        self.leave_topic(&channel).await;
+        self.send_unsubscribe_push(&channel, code);
+    }
+
+    pub(super) fn send_unsubscribe_push(&mut self, channel: &Channel, code: UnsubscribeCode) {
+        let push = Push { channel: channel.to_string(), unsubscribe: Some(code.to_proto()), ..Default::default() };
+        self.send(&Reply { push: Some(push), ..Default::default() });
+    }
+
+    /// Removes this client from the topic and waits until it is gone, so no
+    /// publication of the channel follows the unsubscribe reply.
+    async fn leave_topic(&self, channel: &Channel) {
+        if let Some(topic) = self.node.topics.lookup(channel.as_str()) {
+            let client = self.client_id();
+            let _ = topic.call(|reply| TopicMsg::Unsubscribe(client, Some(reply)), Some(Duration::from_secs(10))).await;
+        }
+    }
+
+    async fn unsubscribe(&mut self, request: proto::UnsubscribeRequest) -> Handled {
+        let (channel, _) = Channel::parse(&request.channel, &self.node.config)?;
+        if self.subs.remove(&channel).is_some() {
+            Metrics::sub(&self.node.metrics.subscriptions, 1);
+            self.leave_topic(&channel).await;
+        }
+        Ok(Some(Reply { unsubscribe: Some(proto::UnsubscribeResult {}), ..Default::default() }))
+    }
+
+    async fn publish(&mut self, request: proto::PublishRequest) -> Handled {
+        let node = self.node.clone();
+        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        if !options.allow_publish {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        if request.data.is_empty() {
+            return Err(codes::BAD_REQUEST);
+        }
+        let info = ClientInfo {
+            user: self.user.to_string(),
+            client: self.client_id().to_string(),
+            conn_info: self.conn_info.clone(),
+            chan_info: self.subs.get(&channel).map(|s| s.chan_info.clone()).unwrap_or_default(),
+        };
+        let args = PublishArgs { data: request.data, info: Some(info), ..Default::default() };
+        node.publish_to(&channel, options, args).await?;
+        Ok(Some(Reply { publish: Some(proto::PublishResult {}), ..Default::default() }))
+    }
+
+    /// Presence and history are for the channel's subscribers, or for anyone
+    /// where any client may subscribe.
+    fn may_read(&self, channel: &Channel, allow_subscribe: bool) -> Result<(), ErrorCode> {
+        if self.subs.contains_key(channel) || allow_subscribe {
+            Ok(())
+        } else {
+            Err(codes::PERMISSION_DENIED)
+        }
+    }
+
+    async fn presence(&mut self, request: proto::PresenceRequest) -> Handled {
+        let node = self.node.clone();
+        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        self.may_read(&channel, options.allow_subscribe)?;
+        let presence = node.presence(channel.as_str()).await?;
+        Ok(Some(Reply { presence: Some(proto::PresenceResult { presence }), ..Default::default() }))
+    }
+
+    async fn presence_stats(&mut self, request: proto::PresenceStatsRequest) -> Handled {
+        let node = self.node.clone();
+        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        self.may_read(&channel, options.allow_subscribe)?;
+        let (num_clients, num_users) = node.presence_stats(channel.as_str()).await?;
+        Ok(Some(Reply { presence_stats: Some(proto::PresenceStatsResult { num_clients, num_users }), ..Default::default() }))
+    }
+
+    async fn history(&mut self, request: proto::HistoryRequest) -> Handled {
+        let node = self.node.clone();
+        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        self.may_read(&channel, options.allow_subscribe)?;
+        let max = options.history_size.min(i32::MAX as usize) as i32;
+        let limit = if request.limit < 0 || request.limit > max { max } else { request.limit };
+        let query = HistoryQuery { limit, since: request.since.map(|s| (s.offset, s.epoch)), reverse: request.reverse };
+        let page = node.history(channel.as_str(), query).await?;
+        let result = proto::HistoryResult { publications: page.publications, epoch: page.epoch, offset: page.offset };
+        Ok(Some(Reply { history: Some(result), ..Default::default() }))
+    }
+
+    fn refresh(&mut self, request: proto::RefreshRequest) -> Handled {
+        let claims = match self.node.verifier.verify_connect(&request.token) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+            Err(TokenError::Invalid(_)) => {
+                self.disconnect(codes::INVALID_TOKEN);
+                return Ok(None);
+            }
+        };
+        if claims.user != *self.user {
+            self.disconnect(codes::INVALID_TOKEN);
+            return Ok(None);
+        }
+        self.expires_at = claims.expires_at;
+        let ttl = claims.expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
+        if let Some(ttl) = ttl {
+            self.myself.send_after(Duration::from_secs(ttl as u64 + 1), || super::SessionMsg::ExpiryDue);
+        }
+        let result = proto::RefreshResult {
+            client: self.client_id().to_string(),
+            version: crate::VERSION.to_string(),
+            expires: ttl.is_some(),
+            ttl: ttl.unwrap_or(0),
+        };
+        Ok(Some(Reply { refresh: Some(result), ..Default::default() }))
+    }
+
+    fn sub_refresh(&mut self, request: proto::SubRefreshRequest) -> Handled {
+        let (channel, _) = Channel::parse(&request.channel, &self.node.config)?;
+        if !self.subs.contains_key(&channel) {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        let claims = match self.node.verifier.verify_subscribe(&request.token) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+            Err(TokenError::Invalid(_)) => {
+                self.disconnect(codes::INVALID_TOKEN);
+                return Ok(None);
+            }
+        };
+        if claims.channel != channel.as_str() || claims.user != *self.user {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        let ttl = claims.expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
+        if let Some(sub) = self.subs.get_mut(&channel) {
+            sub.expires_at = claims.expires_at;
+        }
+        if let Some(ttl) = ttl {
+            let due = channel.clone();
+            self.myself.send_after(Duration::from_secs(ttl as u64 + 1), move || super::SessionMsg::SubExpiryDue(due));
+        }
+        let result = proto::SubRefreshResult { expires: ttl.is_some(), ttl: ttl.unwrap_or(0) };
+        Ok(Some(Reply { sub_refresh: Some(result), ..Default::default() }))
+    }
+}

@@ -1,0 +1,618 @@
+//! Topics: one actor per channel.
+//!
+//! A topic owns its channel's subscribers, stream (epoch, offsets, history),
+//! presence and idempotency keys. It never awaits anyone: replies go back
+//! through reply ports and pushes go into subscribers' outboxes with a
+//! non-blocking push, so a slow session can never stall a channel (its outbox
+//! closes it with 3008 and the topic drops it).
+//!
+//! Ordering: a subscriber's subscribe reply (with recovered publications) is
+//! queued by the topic itself, before the subscriber is added, so a client
+//! never sees a live publication ahead of its subscribe reply, and publications
+//! reach each subscriber in offset order.
+//!
+//! The state lives in a [`TopicState`] shared with the [`registry`]'s
+//! supervisor, so that a topic actor that fails can be restarted with its
+//! stream intact; its subscribers are told to resubscribe (2500) and recover.
+
+pub(crate) mod history;
+pub mod registry;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use protocol::codec;
+use protocol::codes::{self, ErrorCode};
+use protocol::proto::{self, ClientInfo, Publication, Push, Reply};
+use protocol::Encoding;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+pub use history::{HistoryPage, HistoryQuery};
+use history::Stream;
+
+use crate::channel::Channel;
+use crate::config::ChannelOptions;
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, PushError};
+use crate::session::SessionMsg;
+
+/// How often an idle topic checks whether it can retire.
+const IDLE_CHECK: Duration = Duration::from_secs(10);
+
+/// One subscriber of a channel, as the topic sees it.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub client: Arc<str>,
+    pub user: Arc<str>,
+    pub outbox: Arc<Outbox>,
+    pub session: ActorRef<SessionMsg>,
+    pub conn_info: Bytes,
+    pub chan_info: Bytes,
+}
+
+impl Subscriber {
+    fn info(&self) -> ClientInfo {
+        ClientInfo {
+            user: self.user.to_string(),
+            client: self.client.to_string(),
+            conn_info: self.conn_info.clone(),
+            chan_info: self.chan_info.clone(),
+        }
+    }
+}
+
+/// Where the topic writes the outcome of a subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyTarget {
+    /// A reply to the client's subscribe command with this id.
+    Reply(u32),
+    /// A `subscribe` push (server-side subscription), then recovered publications as pushes.
+    Push,
+}
+
+#[derive(Clone)]
+pub struct SubscribeArgs {
+    pub subscriber: Subscriber,
+    /// The client's last position (offset, epoch) when it asks to recover.
+    pub recover: Option<(u64, String)>,
+    /// Recovery is on for this subscription (history enabled and asked for or forced).
+    pub recoverable: bool,
+    /// Token expiry to report (`expires`, `ttl` seconds).
+    pub ttl: Option<u32>,
+    pub reply: ReplyTarget,
+}
+
+#[derive(Clone, Default)]
+pub struct PublishArgs {
+    pub data: Bytes,
+    pub info: Option<ClientInfo>,
+    pub tags: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A stream position: the offset of a publication (0 without history) and the epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// Why a topic refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicError {
+    /// The topic is retiring: look the channel up again and retry.
+    Retiring,
+    /// A protocol error for the caller.
+    Code(ErrorCode),
+}
+
+/// Requests to a topic actor.
+pub enum TopicMsg {
+    Subscribe(Box<SubscribeArgs>, RpcReplyPort<Result<Position, TopicError>>),
+    /// Remove a subscriber (idempotent); the reply comes once it is gone.
+    Unsubscribe(Arc<str>, Option<RpcReplyPort<()>>),
+    Publish(Box<PublishArgs>, RpcReplyPort<Result<Position, TopicError>>),
+    Presence(RpcReplyPort<Result<BTreeMap<String, ClientInfo>, TopicError>>),
+    /// (clients, distinct users)
+    PresenceStats(RpcReplyPort<Result<(u32, u32), TopicError>>),
+    History(HistoryQuery, RpcReplyPort<Result<HistoryPage, TopicError>>),
+    HistoryRemove(RpcReplyPort<Result<(), TopicError>>),
+    /// Number of subscribers.
+    Count(RpcReplyPort<usize>),
+    /// Retire when nothing is left to keep.
+    IdleCheck,
+    /// Cluster mode: a publication sequenced by the channel's owner (epoch, publication).
+    Deliver(String, Box<Publication>),
+    /// Cluster mode: a push to fan out as is (join/leave announced by some node).
+    Remote(Box<Push>),
+    /// Cluster mode: the owner's stream (epoch, top, publications), to start the replica from.
+    Synced(Result<(String, u64, Vec<Publication>), ErrorCode>),
+    /// Test hook: make this actor fail as a bug would.
+    InjectPanic,
+}
+
+/// Cluster mode: this node's copy of a channel owned by some node.
+#[derive(Default)]
+struct Replica {
+    /// Epochs this copy saw replaced by a new owner's (most recent last). A
+    /// subscriber dropped at that change resubscribes from its predecessor
+    /// epoch: it gets `recovered: false` and the new stream from its start.
+    predecessors: Vec<String>,
+    /// The stream mirrors the owner's (same epoch, no gap since the sync).
+    synced: bool,
+    syncing: bool,
+    /// Deliveries that arrived while syncing.
+    buffer: Vec<(String, Publication)>,
+    /// Subscribes waiting for the sync.
+    pending: Vec<(SubscribeArgs, RpcReplyPort<Result<Position, TopicError>>)>,
+}
+
+/// Predecessor epochs remembered per replica.
+const MAX_PREDECESSORS: usize = 4;
+/// Deliveries kept while a sync is under way; past this the sync restarts.
+const MAX_SYNC_BUFFER: usize = 10_000;
+
+/// A channel's state; shared with the supervisor so it survives a restart.
+pub struct TopicState {
+    channel: Channel,
+    options: ChannelOptions,
+    subscribers: HashMap<Arc<str>, Subscriber>,
+    stream: Stream,
+    idempotency: HashMap<String, (Instant, Position)>,
+    retiring: bool,
+    idle_check_pending: bool,
+    /// Some in cluster mode: the stream is the owner's, copied.
+    replica: Option<Replica>,
+}
+
+impl TopicState {
+    pub fn new(channel: Channel, options: ChannelOptions, cluster_mode: bool) -> Self {
+        let stream = Stream::new(options.history_size, options.history_ttl);
+        TopicState {
+            channel,
+            options,
+            subscribers: HashMap::new(),
+            stream,
+            idempotency: HashMap::new(),
+            retiring: false,
+            idle_check_pending: false,
+            replica: cluster_mode.then(Replica::default),
+        }
+    }
+
+    /// Takes the subscribers out (used by the supervisor after a failure).
+    pub fn take_subscribers(&mut self) -> Vec<Subscriber> {
+        self.subscribers.drain().map(|(_, s)| s).collect()
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    fn position(&self, offset: u64) -> Position {
+        Position { offset, epoch: if self.stream.enabled() { self.stream.epoch().to_string() } else { String::new() } }
+    }
+}
+
+/// What a topic actor needs besides its state.
+#[derive(Clone)]
+pub struct TopicContext {
+    pub registry: Arc<registry::TopicMap>,
+    pub metrics: Arc<Metrics>,
+    pub idempotency_window: Duration,
+    /// Set when the node runs with the AMQP broker.
+    pub cluster: Arc<std::sync::OnceLock<Arc<crate::broker::amqp::Cluster>>>,
+}
+
+pub struct TopicActor;
+
+pub struct TopicArgs {
+    pub state: Arc<Mutex<TopicState>>,
+    pub context: TopicContext,
+}
+
+pub struct TopicActorState {
+    shared: Arc<Mutex<TopicState>>,
+    context: TopicContext,
+}
+
+impl Actor for TopicActor {
+    type Msg = TopicMsg;
+    type State = TopicActorState;
+    type Arguments = TopicArgs;
+
+    async fn pre_start(&self, myself: ActorRef<TopicMsg>, args: TopicArgs) -> Result<TopicActorState, ActorProcessingErr> {
+        let idle = {
+            let mut state = args.state.lock();
+            state.idle_check_pending = state.subscribers.is_empty();
+            state.idle_check_pending
+        };
+        if idle {
+            myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
+        }
+        Ok(TopicActorState { shared: args.state, context: args.context })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TopicMsg>,
+        message: TopicMsg,
+        actor: &mut TopicActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let context = &actor.context;
+        let mut state = actor.shared.lock();
+        let now = Instant::now();
+        match message {
+            TopicMsg::Subscribe(args, reply) => {
+                let retiring = state.retiring;
+                let waiting = match state.replica.as_mut() {
+                    Some(replica) if !replica.synced && !retiring => {
+                        replica.pending.push((*args, reply));
+                        start_sync(&mut state, &myself, context);
+                        None
+                    }
+                    _ => Some((args, reply)),
+                };
+                if let Some((args, reply)) = waiting {
+                    let result = subscribe(&mut state, *args, now, context);
+                    let _ = reply.send(result);
+                }
+            }
+            TopicMsg::Deliver(epoch, publication) => deliver(&mut state, &myself, epoch, *publication, now, context),
+            TopicMsg::Remote(push) => broadcast(&mut state, *push, context),
+            TopicMsg::Synced(result) => synced(&mut state, &myself, result, now, context),
+            TopicMsg::Unsubscribe(client, reply) => {
+                if let Some(subscriber) = state.subscribers.remove(&client) {
+                    leave(&mut state, &subscriber, context);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+            }
+            TopicMsg::Publish(args, reply) => {
+                let result = if state.retiring {
+                    Err(TopicError::Retiring)
+                } else if state.replica.is_some() {
+                    // Cluster mode publishes through the channel's owner, never here.
+                    Err(TopicError::Code(codes::INTERNAL))
+                } else {
+                    Ok(publish(&mut state, *args, now, context))
+                };
+                let _ = reply.send(result);
+            }
+            TopicMsg::Presence(reply) => {
+                let result = refuse_if(&state, !state.options.presence).map(|()| {
+                    state.subscribers.values().map(|s| (s.client.to_string(), s.info())).collect()
+                });
+                let _ = reply.send(result);
+            }
+            TopicMsg::PresenceStats(reply) => {
+                let result = refuse_if(&state, !state.options.presence).map(|()| {
+                    let users: HashSet<&str> = state.subscribers.values().map(|s| &*s.user).collect();
+                    (state.subscribers.len() as u32, users.len() as u32)
+                });
+                let _ = reply.send(result);
+            }
+            TopicMsg::History(query, reply) => {
+                let result = refuse_if(&state, !state.stream.enabled())
+                    .and_then(|()| state.stream.page(&query, now).map_err(TopicError::Code));
+                let _ = reply.send(result);
+            }
+            TopicMsg::HistoryRemove(reply) => {
+                let result = refuse_if(&state, !state.stream.enabled()).map(|()| state.stream.clear());
+                let _ = reply.send(result);
+            }
+            TopicMsg::Count(reply) => {
+                let _ = reply.send(state.subscribers.len());
+            }
+            TopicMsg::IdleCheck => {
+                state.idle_check_pending = false;
+                if !state.subscribers.is_empty() || state.retiring {
+                    return Ok(());
+                }
+                let window = context.idempotency_window;
+                state.idempotency.retain(|_, (at, _)| now.duration_since(*at) < window);
+                // A replica keeps nothing the owner does not have.
+                let stream_done = state.replica.is_some() || !state.stream.enabled() || state.stream.expired(now);
+                if stream_done && state.idempotency.is_empty() {
+                    state.retiring = true;
+                    let id = myself.get_id();
+                    context.registry.remove_if(state.channel.as_str(), |_, topic| topic.get_id() == id);
+                    drop(state);
+                    // Closes the mailbox to new messages; those already queued are
+                    // answered `Retiring`, so their senders look the channel up again.
+                    let _ = myself.drain();
+                } else {
+                    state.idle_check_pending = true;
+                    myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
+                }
+                return Ok(());
+            }
+            TopicMsg::InjectPanic => {
+                drop(state);
+                panic!("injected topic failure (test hook)");
+            }
+        }
+        if state.subscribers.is_empty() && !state.idle_check_pending && !state.retiring {
+            state.idle_check_pending = true;
+            myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
+        }
+        Ok(())
+    }
+}
+
+fn refuse_if(state: &TopicState, not_available: bool) -> Result<(), TopicError> {
+    if state.retiring {
+        Err(TopicError::Retiring)
+    } else if not_available {
+        Err(TopicError::Code(codes::NOT_AVAILABLE))
+    } else {
+        Ok(())
+    }
+}
+
+fn subscribe(state: &mut TopicState, args: SubscribeArgs, now: Instant, context: &TopicContext) -> Result<Position, TopicError> {
+    if state.retiring {
+        return Err(TopicError::Retiring);
+    }
+    let subscriber = args.subscriber;
+    if state.subscribers.contains_key(&subscriber.client) {
+        return Err(TopicError::Code(codes::ALREADY_SUBSCRIBED));
+    }
+    let recoverable = args.recoverable && state.stream.enabled();
+    let succeeded = |epoch: &String| state.replica.as_ref().is_some_and(|r| r.predecessors.contains(epoch));
+    let (publications, recovered) = match (&args.recover, recoverable) {
+        (Some((_, epoch)), true) if *epoch != state.stream.epoch() && succeeded(epoch) => {
+            // The client's stream ended with its owner: what it missed there is
+            // unknown (not recovered), but the stream that replaced it is whole.
+            (state.stream.complete(now), false)
+        }
+        (Some((offset, epoch)), true) => {
+            let recovery = state.stream.recover(*offset, epoch, now);
+            (recovery.publications, recovery.recovered)
+        }
+        _ => (Vec::new(), false),
+    };
+    let (epoch, offset) =
+        if recoverable { (state.stream.epoch().to_string(), state.stream.top()) } else { (String::new(), 0) };
+    let encoding = subscriber.outbox.encoding();
+    let queued = match args.reply {
+        ReplyTarget::Reply(id) => {
+            let result = proto::SubscribeResult {
+                expires: args.ttl.is_some(),
+                ttl: args.ttl.unwrap_or(0),
+                recoverable,
+                epoch: epoch.clone(),
+                publications,
+                recovered,
+                offset,
+                positioned: recoverable,
+                was_recovering: args.recover.is_some() && recoverable,
+                ..Default::default()
+            };
+            let reply = Reply { id, subscribe: Some(result), ..Default::default() };
+            subscriber.outbox.push(codec::encode(encoding, &reply))
+        }
+        ReplyTarget::Push => {
+            let push = Push {
+                channel: state.channel.to_string(),
+                subscribe: Some(proto::Subscribe {
+                    recoverable,
+                    epoch: epoch.clone(),
+                    offset,
+                    positioned: recoverable,
+                    was_recovering: args.recover.is_some() && recoverable,
+                    recovered,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let mut result = subscriber.outbox.push(encode_push(encoding, push));
+            for publication in publications {
+                if result.is_ok() {
+                    let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
+                    result = subscriber.outbox.push(encode_push(encoding, push));
+                }
+            }
+            result
+        }
+    };
+    if let Err(error) = queued {
+        if error == PushError::Slow {
+            Metrics::inc(&context.metrics.slow_disconnects);
+        }
+        return Err(TopicError::Code(codes::INTERNAL.temporary()));
+    }
+    let info = subscriber.info();
+    state.subscribers.insert(subscriber.client.clone(), subscriber);
+    if state.options.join_leave {
+        match (&state.replica, context.cluster.get()) {
+            // Every node (this one too) hears it from the delivery exchange.
+            (Some(_), Some(cluster)) => cluster.announce(state.channel.as_str(), &info, true),
+            _ => {
+                let push = Push { channel: state.channel.to_string(), join: Some(proto::Join { info: Some(info) }), ..Default::default() };
+                broadcast(state, push, context);
+            }
+        }
+    }
+    Ok(Position { offset, epoch })
+}
+
+/// Cluster mode: asks the owner for the stream (once at a time).
+fn start_sync(state: &mut TopicState, myself: &ActorRef<TopicMsg>, context: &TopicContext) {
+    let Some(replica) = state.replica.as_mut() else { return };
+    if replica.syncing {
+        return;
+    }
+    let Some(cluster) = context.cluster.get().cloned() else {
+        let _ = myself.cast(TopicMsg::Synced(Err(codes::INTERNAL.temporary())));
+        replica.syncing = true;
+        return;
+    };
+    replica.syncing = true;
+    replica.buffer.clear();
+    let channel = state.channel.clone();
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let result = cluster.sync(channel.as_str()).await;
+        let _ = myself.cast(TopicMsg::Synced(result));
+    });
+}
+
+fn synced(
+    state: &mut TopicState,
+    myself: &ActorRef<TopicMsg>,
+    result: Result<(String, u64, Vec<Publication>), ErrorCode>,
+    now: Instant,
+    context: &TopicContext,
+) {
+    let Some(replica) = state.replica.as_mut() else { return };
+    replica.syncing = false;
+    let pending = std::mem::take(&mut replica.pending);
+    let buffer = std::mem::take(&mut replica.buffer);
+    match result {
+        Ok((epoch, top, publications)) => {
+            replica.synced = true;
+            let (size, ttl) = (state.options.history_size, state.options.history_ttl);
+            state.stream = Stream::replica(size, ttl, epoch.clone(), top, publications, now);
+            for (at_epoch, publication) in buffer {
+                if at_epoch == epoch && publication.offset > top {
+                    deliver(state, myself, at_epoch, publication, now, context);
+                }
+            }
+            for (args, reply) in pending {
+                let result = subscribe(state, args, now, context);
+                let _ = reply.send(result);
+            }
+        }
+        Err(code) => {
+            for (_, reply) in pending {
+                let _ = reply.send(Err(TopicError::Code(code)));
+            }
+        }
+    }
+}
+
+/// Cluster mode: a sequenced publication from the owner.
+fn deliver(state: &mut TopicState, myself: &ActorRef<TopicMsg>, epoch: String, publication: Publication, now: Instant, context: &TopicContext) {
+    let Some(replica) = state.replica.as_mut() else { return };
+    if replica.syncing {
+        if replica.buffer.len() < MAX_SYNC_BUFFER {
+            replica.buffer.push((epoch, publication));
+        } else {
+            replica.syncing = false;
+            resync(state, myself, context);
+        }
+        return;
+    }
+    if !replica.synced {
+        // No subscriber relies on this copy yet.
+        return;
+    }
+    let history = state.stream.enabled();
+    if history && epoch != state.stream.epoch() {
+        // A new owner started a new epoch: subscribers resubscribe and learn
+        // that they cannot recover the old one (but get the new one whole).
+        let old = state.stream.epoch().to_string();
+        if let Some(replica) = state.replica.as_mut() {
+            replica.predecessors.push(old);
+            if replica.predecessors.len() > MAX_PREDECESSORS {
+                replica.predecessors.remove(0);
+            }
+        }
+        resync(state, myself, context);
+        return;
+    }
+    if history && !state.stream.append_at(publication.clone(), now) {
+        if publication.offset <= state.stream.top() {
+            return; // a redelivery already seen
+        }
+        resync(state, myself, context);
+        return;
+    }
+    Metrics::inc(&context.metrics.publications);
+    let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
+    broadcast(state, push, context);
+}
+
+/// The replica lost continuity: drop the subscribers with 2500 (they
+/// resubscribe and recover) and forget the copy until the next sync.
+fn resync(state: &mut TopicState, _myself: &ActorRef<TopicMsg>, _context: &TopicContext) {
+    if let Some(replica) = state.replica.as_mut() {
+        replica.synced = false;
+    }
+    for subscriber in state.take_subscribers() {
+        let _ = subscriber.session.cast(SessionMsg::TopicLost(state.channel.clone()));
+    }
+}
+
+fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &TopicContext) -> Position {
+    if let Some(key) = &args.idempotency_key {
+        let window = context.idempotency_window;
+        if let Some((at, position)) = state.idempotency.get(key) {
+            if now.duration_since(*at) < window {
+                return position.clone();
+            }
+        }
+    }
+    let mut publication = Publication { data: args.data, info: args.info, tags: args.tags, ..Default::default() };
+    let offset = if state.stream.enabled() { state.stream.append(publication.clone(), now) } else { 0 };
+    publication.offset = offset;
+    let position = state.position(offset);
+    if let Some(key) = args.idempotency_key {
+        let window = context.idempotency_window;
+        state.idempotency.retain(|_, (at, _)| now.duration_since(*at) < window);
+        state.idempotency.insert(key, (now, position.clone()));
+    }
+    Metrics::inc(&context.metrics.publications);
+    let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
+    broadcast(state, push, context);
+    position
+}
+
+fn leave(state: &mut TopicState, subscriber: &Subscriber, context: &TopicContext) {
+    if state.options.join_leave && state.replica.is_some() {
+        if let Some(cluster) = context.cluster.get() {
+            cluster.announce(state.channel.as_str(), &subscriber.info(), false);
+        }
+        return;
+    }
+    if state.options.join_leave {
+        let info = Some(subscriber.info());
+        let push = Push { channel: state.channel.to_string(), leave: Some(proto::Leave { info }), ..Default::default() };
+        broadcast(state, push, context);
+    }
+}
+
+fn encode_push(encoding: Encoding, push: Push) -> Bytes {
+    codec::encode(encoding, &Reply { push: Some(push), ..Default::default() })
+}
+
+/// Fans a push out to every subscriber: encoded once per encoding in use, the
+/// bytes shared. Subscribers whose outbox overflows or is closed are removed
+/// (and their leave is announced).
+fn broadcast(state: &mut TopicState, push: Push, context: &TopicContext) {
+    let reply = Reply { push: Some(push), ..Default::default() };
+    let mut encoded: [Option<Bytes>; 2] = [None, None];
+    let mut gone: Vec<Arc<str>> = Vec::new();
+    for subscriber in state.subscribers.values() {
+        let encoding = subscriber.outbox.encoding();
+        let bytes = encoded[encoding.index()].get_or_insert_with(|| codec::encode(encoding, &reply)).clone();
+        match subscriber.outbox.push(bytes) {
+            Ok(()) => {}
+            Err(PushError::Slow) => {
+                Metrics::inc(&context.metrics.slow_disconnects);
+                gone.push(subscriber.client.clone());
+            }
+            Err(PushError::Closed) => gone.push(subscriber.client.clone()),
+        }
+    }
+    for client in gone {
+        if let Some(subscriber) = state.subscribers.remove(&client) {
+            leave(state, &subscriber, context);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The HTTP transports for networks that block WebSocket:
+//!
+//! - `GET /connection/sse?cf_connect=<connect command JSON>` (or `POST` with the
+//!   command as body): a `text/event-stream` of replies, one `data:` event per
+//!   message. JSON only.
+//! - `POST /connection/http_stream` with the connect command as body (JSON, or
+//!   Protobuf with `Content-Type: application/octet-stream`): a streamed body of
+//!   replies framed as on WebSocket (newline-terminated JSON, or
+//!   varint-delimited Protobuf).
+//! - `POST /emulation` with `{node, session, data}` (JSON, or a Protobuf
+//!   `EmulationRequest`): the later commands of such a session. 204 when the
+//!   session took them, 404 for an unknown node or session, 400 for a bad body.
+//!
+//! The connect reply of these transports carries `session` (a secret id, not
+//! the client id that presence shows) and `node`, which the SDK sends back with
+//! every emulation request. The session actor is the same as for WebSocket:
+//! these handlers only frame and write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use bytes::Bytes;
+use protocol::codec::decode_frame;
+use protocol::{Command, Encoding};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::stream::{self, Framing};
+use super::Inflight;
+use crate::node::Node;
+use crate::outbox::Outbox;
+use crate::session::{SessionMsg, TransportKind};
+
+/// Frames an emulated session may have in flight before `/emulation` waits.
+const MAX_PENDING_FRAMES: usize = 64;
+/// How long `/emulation` waits for room before answering 503.
+const EMULATION_WAIT: Duration = Duration::from_secs(5);
+
+/// Errors of the HTTP transports, each an HTTP status with a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpTransportError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unknown node")]
+    UnknownNode,
+    #[error("session not found")]
+    UnknownSession,
+    #[error("session busy, retry")]
+    Busy,
+    #[error("shutting down")]
+    Unavailable,
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+}
+
+impl ResponseError for HttpTransportError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            HttpTransportError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpTransportError::UnknownNode | HttpTransportError::UnknownSession => StatusCode::NOT_FOUND,
+            HttpTransportError::Busy | HttpTransportError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpTransportError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            HttpTransportError::BadRequest(_) => 107,
+            HttpTransportError::UnknownNode | HttpTransportError::UnknownSession => 102,
+            HttpTransportError::Busy => 111,
+            HttpTransportError::Unavailable => 108,
+            HttpTransportError::Unauthorized(_) => 101,
+        };
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({"error": {"code": code, "message": self.to_string()}}))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SseQuery {
+    cf_connect: Option<String>,
+}
+
+/// `GET /connection/sse`.
+pub async fn sse_get(
+    query: web::Query<SseQuery>,
+    node: web::Data<Arc<Node>>,
+) -> Result<HttpResponse, HttpTransportError> {
+    let connect = query.cf_connect.as_deref().ok_or_else(|| HttpTransportError::BadRequest("cf_connect is required".into()))?;
+    start(node.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse).await
+}
+
+/// `POST /connection/sse` (the connect command as body).
+pub async fn sse_post(body: Bytes, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
+    start(node.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse).await
+}
+
+/// `POST /connection/http_stream`.
+pub async fn http_stream(req: HttpRequest, body: Bytes, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
+    let framing = if is_protobuf(&req) { Framing::Protobuf } else { Framing::JsonLines };
+    start(node.get_ref().clone(), &body, framing, TransportKind::HttpStream).await
+}
+
+fn is_protobuf(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/octet-stream") || v.starts_with("application/x-protobuf"))
+}
+
+async fn start(node: Arc<Node>, connect: &[u8], framing: Framing, kind: TransportKind) -> Result<HttpResponse, HttpTransportError> {
+    if node.is_shutting_down() {
+        return Err(HttpTransportError::Unavailable);
+    }
+    let encoding = framing.encoding();
+    let commands = decode_frame::<Command>(encoding, connect, node.config.max_frame_bytes)
+        .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
+    if commands.first().is_none_or(|c| c.connect.is_none() || c.id == 0) {
+        return Err(HttpTransportError::BadRequest("the first command must be connect, with an id".into()));
+    }
+    let outbox = Arc::new(Outbox::new(encoding, node.config.client_outbox_bytes));
+    let inflight = Arc::new(Inflight::default());
+    let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+    let session = node
+        .spawn_session(outbox.clone(), kind, Some((session_id, inflight.clone())))
+        .await
+        .map_err(|_| HttpTransportError::Unavailable)?;
+    let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));
+    let body = stream::body(node, outbox, session, framing);
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"));
+    match framing {
+        Framing::EventStream => response.insert_header((header::CONTENT_TYPE, "text/event-stream")),
+        Framing::JsonLines => response.insert_header(ContentType::json()),
+        Framing::Protobuf => response.insert_header(ContentType::octet_stream()),
+    };
+    Ok(response.streaming(body))
+}
+
+#[derive(Deserialize)]
+struct JsonEmulationRequest {
+    #[serde(default)]
+    node: String,
+    session: String,
+    data: Box<RawValue>,
+}
+
+/// `POST /emulation`.
+pub async fn emulation(req: HttpRequest, body: Bytes, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
+    let (target_node, session_id, data, encoding) = if is_protobuf(&req) {
+        let request = <protocol::proto::EmulationRequest as protocol::prost::Message>::decode(body.as_ref())
+            .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
+        (request.node, request.session, request.data, Encoding::Protobuf)
+    } else {
+        let request: JsonEmulationRequest =
+            serde_json::from_slice(&body).map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
+        // The SDK sends the encoded commands as a JSON string; a raw JSON value
+        // (an object) is accepted too.
+        let raw = request.data.get();
+        let data = if raw.starts_with('"') {
+            let text: String = serde_json::from_str(raw).map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
+            Bytes::from(text)
+        } else {
+            Bytes::copy_from_slice(raw.as_bytes())
+        };
+        (request.node, request.session, data, Encoding::Json)
+    };
+    // Validate the frame here, whichever node holds the session.
+    decode_frame::<Command>(encoding, &data, node.config.max_frame_bytes).map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
+    if !target_node.is_empty() && target_node != node.name() {
+        // The session lives on another node: hand the commands over there.
+        let cluster = node.cluster().ok_or(HttpTransportError::UnknownNode)?;
+        let found = cluster
+            .forward_emulation(&target_node, &session_id, data.to_vec(), encoding == Encoding::Protobuf)
+            .await
+            .map_err(|_| HttpTransportError::Busy)?;
+        return if found { Ok(HttpResponse::NoContent().finish()) } else { Err(HttpTransportError::UnknownSession) };
+    }
+    let (session, inflight, session_encoding) =
+        node.emulation_session(&session_id).ok_or(HttpTransportError::UnknownSession)?;
+    if session_encoding != encoding {
+        return Err(HttpTransportError::BadRequest("encoding differs from the session's".into()));
+    }
+    hand_over(&node, &session, &inflight, encoding, &data).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Decodes emulation commands and gives them to a local session, waiting for
+/// room when it has too many frames in flight.
+async fn hand_over(
+    node: &Node,
+    session: &ractor::ActorRef<SessionMsg>,
+    inflight: &Arc<Inflight>,
+    encoding: Encoding,
+    data: &[u8],
+) -> Result<(), HttpTransportError> {
+    let commands = decode_frame::<Command>(encoding, data, node.config.max_frame_bytes)
+        .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + EMULATION_WAIT;
+    while inflight.count() >= MAX_PENDING_FRAMES {
+        if tokio::time::timeout_at(deadline, inflight.drained()).await.is_err() {
+            return Err(HttpTransportError::Busy);
+        }
+    }
+    session
+        .cast(SessionMsg::Commands(commands, Some(inflight.start())))
+        .map_err(|_| HttpTransportError::UnknownSession)
+}
+
+/// Emulation commands forwarded by another node: true when this node holds
+/// the session and took them.
+pub async fn deliver_emulation(node: &Node, session_id: &str, data: &[u8], protobuf: bool) -> bool {
+    let encoding = if protobuf { Encoding::Protobuf } else { Encoding::Json };
+    match node.emulation_session(session_id) {
+        Some((session, inflight, session_encoding)) if session_encoding == encoding => {
+            hand_over(node, &session, &inflight, encoding, data).await.is_ok()
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,207 @@
+//! One-way SSE (`GET /connection/uni_sse`) for clients with no SDK: a plain
+//! browser `EventSource`.
+//!
+//! Which channels: those in the connection token's `channels` claim
+//! (`?token=JWT`), plus `?channel=NAME` (repeatable) in namespaces where any
+//! client may subscribe. `?cf_connect=<ConnectRequest JSON>` is accepted too.
+//!
+//! Events (each a `data:` line holding one JSON object):
+//! - `{"connect":{"client":..,"version":..,"ping":..}}` first;
+//! - `{"channel":C,"subscribe":{"recoverable":..,"epoch":..,"offset":..,"was_recovering":..,"recovered":..}}` per channel;
+//! - `{"channel":C,"pub":{"data":..,"offset":N,...}}` per publication;
+//! - `{"channel":C,"join"|"leave"|"unsubscribe":{..}}`, and
+//!   `{"disconnect":{"code":..,"reason":..,"reconnect":..}}` before the hub ends the stream;
+//! - `{"error":{"code":..,"message":..}}` when the connection is refused (then the stream ends).
+//!
+//! A missing (where anonymous access is off), invalid or expired token is
+//! answered 401 with a JSON error before any stream starts, so the browser's
+//! EventSource gives up instead of retrying forever.
+//!
+//! Subscribe and publication events carry an `id:` with the position of every
+//! channel of the stream (a JSON array `[[channel, epoch, offset], ...]`). The
+//! browser's automatic reconnect sends the last one back as `Last-Event-ID`,
+//! and the hub resumes each channel from history, so nothing published during
+//! the gap is lost (or `recovered: false` says it could not be). `retry:` is
+//! set to 1 s. Pings are SSE comments (`:`), invisible to `onmessage`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{BufMut, Bytes, BytesMut};
+use protocol::codec::FrameBuilder;
+use protocol::proto::{Command, ConnectRequest, Reply, SubscribeRequest};
+use protocol::Encoding;
+
+use super::http::HttpTransportError;
+use super::stream::{disconnect_push, CloseGuard};
+use crate::node::Node;
+use crate::outbox::{Next, Outbox};
+use crate::session::{SessionMsg, TransportKind};
+
+/// The browser's reconnect delay we ask for, in milliseconds.
+const RETRY_MS: u32 = 1000;
+
+pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
+    let node = node.get_ref().clone();
+    if node.is_shutting_down() {
+        return Err(HttpTransportError::Unavailable);
+    }
+    let mut connect = ConnectRequest::default();
+    let mut channels = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match &*key {
+            "cf_connect" => {
+                connect = serde_json::from_str(&value).map_err(|e| HttpTransportError::BadRequest(format!("cf_connect: {e}")))?
+            }
+            "token" => connect.token = value.into_owned(),
+            "channel" => channels.push(value.into_owned()),
+            _ => {}
+        }
+    }
+    for channel in channels {
+        connect.subs.entry(channel).or_default();
+    }
+    let last_event_id = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut requested = BTreeMap::new();
+    if !last_event_id.is_empty() {
+        let positions: Vec<(String, String, u64)> = serde_json::from_str(last_event_id)
+            .map_err(|e| HttpTransportError::BadRequest(format!("Last-Event-ID: {e}")))?;
+        for (channel, epoch, offset) in positions {
+            requested.insert(channel.clone(), (epoch.clone(), offset));
+            connect.subs.insert(channel, SubscribeRequest { recover: true, epoch, offset, ..Default::default() });
+        }
+    }
+    // Refuse bad credentials with a status, so the browser's EventSource stops
+    // instead of reconnecting forever.
+    if connect.token.is_empty() {
+        if !node.config.allow_anonymous {
+            return Err(HttpTransportError::Unauthorized("a connection token is required".into()));
+        }
+    } else if let Err(error) = node.verifier.verify_connect(&connect.token) {
+        return Err(HttpTransportError::Unauthorized(error.to_string()));
+    }
+    let outbox = Arc::new(Outbox::new(Encoding::Json, node.config.client_outbox_bytes));
+    let session = node
+        .spawn_session(outbox.clone(), TransportKind::UniSse, None)
+        .await
+        .map_err(|_| HttpTransportError::Unavailable)?;
+    let command = Command { id: 1, connect: Some(connect), ..Default::default() };
+    let _ = session.cast(SessionMsg::Commands(vec![command], None));
+    let state = UniState {
+        node: node.clone(),
+        builder: outbox.frame_builder(),
+        outbox,
+        positions: BTreeMap::new(),
+        requested,
+        started: false,
+        finished: false,
+        _guard: CloseGuard(session),
+    };
+    let body = futures_util::stream::unfold(state, |mut state| async move {
+        if state.finished {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        if !state.started {
+            state.started = true;
+            out.put_slice(format!("retry: {RETRY_MS}\n\n").as_bytes());
+        }
+        let delay = state.node.config.write_delay;
+        match state.outbox.next_after(&mut state.builder, delay).await {
+            Next::Frame(frame) => state.events(&frame, &mut out),
+            Next::Close(code) => {
+                state.finished = true;
+                state.events(&disconnect_push(Encoding::Json, code), &mut out);
+            }
+        }
+        Some((Ok::<Bytes, actix_web::Error>(out.freeze()), state))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+struct UniState {
+    node: Arc<Node>,
+    outbox: Arc<Outbox>,
+    builder: FrameBuilder,
+    /// channel → (epoch, offset) of the last event of that channel.
+    positions: BTreeMap<String, (String, u64)>,
+    /// channel → (epoch, offset) the client resumes from (Last-Event-ID).
+    requested: BTreeMap<String, (String, u64)>,
+    started: bool,
+    finished: bool,
+    _guard: CloseGuard,
+}
+
+impl UniState {
+    /// Turns the replies of one outbox frame into SSE events.
+    fn events(&mut self, frame: &[u8], out: &mut BytesMut) {
+        for line in frame.split(|&b| b == b'\n') {
+            let Ok(reply) = serde_json::from_slice::<Reply>(line) else { continue };
+            if let Some(connect) = reply.connect {
+                data_event(out, None, &serde_json::json!({ "connect": connect }));
+            } else if let Some(error) = reply.error {
+                // The connection was refused: say why and end the stream.
+                data_event(out, None, &serde_json::json!({ "error": error }));
+                self.finished = true;
+                self.outbox.close(protocol::codes::CONNECTION_CLOSED);
+            } else if let Some(push) = reply.push {
+                let mut id = None;
+                if let Some(publication) = &push.r#pub {
+                    if let Some(position) = self.positions.get_mut(&push.channel) {
+                        position.1 = publication.offset;
+                    }
+                    id = Some(self.event_id());
+                } else if let Some(subscribe) = &push.subscribe {
+                    if subscribe.recoverable {
+                        // Resuming in the same epoch: the replayed publications follow
+                        // this event, so the position stays where the client was until
+                        // they advance it (a drop right here loses nothing).
+                        let position = match self.requested.get(&push.channel) {
+                            Some((epoch, offset)) if *epoch == subscribe.epoch => (epoch.clone(), *offset),
+                            _ => (subscribe.epoch.clone(), subscribe.offset),
+                        };
+                        self.positions.insert(push.channel.clone(), position);
+                    }
+                    id = Some(self.event_id());
+                } else if push.unsubscribe.is_some() {
+                    self.positions.remove(&push.channel);
+                }
+                if push.disconnect.is_some() {
+                    self.finished = true;
+                }
+                let text = serde_json::to_string(&push).unwrap_or_default();
+                write_event(out, id.as_deref(), &text);
+            } else {
+                // An empty reply is a ping: a comment keeps proxies from timing out.
+                out.put_slice(b":\n\n");
+            }
+        }
+    }
+
+    fn event_id(&self) -> String {
+        let positions: Vec<(&str, &str, u64)> =
+            self.positions.iter().map(|(c, (e, o))| (c.as_str(), e.as_str(), *o)).collect();
+        serde_json::to_string(&positions).unwrap_or_default()
+    }
+}
+
+fn data_event(out: &mut BytesMut, id: Option<&str>, value: &serde_json::Value) {
+    write_event(out, id, &value.to_string());
+}
+
+fn write_event(out: &mut BytesMut, id: Option<&str>, data: &str) {
+    if let Some(id) = id {
+        out.put_slice(b"id: ");
+        out.put_slice(id.as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_slice(b"data: ");
+    out.put_slice(data.as_bytes());
+    out.put_slice(b"\n\n");
+}

@@ -1,0 +1,45 @@
+//! The hub's integration tests: one binary, a real hub on port 0 per test,
+//! driven by a WebSocket client built on the `protocol` crate.
+//!
+//! - [`helpers`]: `spawn_hub()`, the test configurations, tokens, polling.
+//! - [`ws_client`]: the test client (JSON or Protobuf, several commands per
+//!   frame, replies and pushes split out of frames, every wait bounded).
+//! - the test modules, one per concern: wire protocol round trips and errors
+//!   (`protocol_tests`), recovery and topic failure (`recovery`), ordering at
+//!   the edges of a subscription (`ordering`), slow consumers (`slow`),
+//!   heartbeats (`heartbeat`), tokens (`tokens`), server-side operations
+//!   (`server_side`), shutdown and session leaks (`shutdown`), topic
+//!   retirement (`topics`).
+//!
+//! Tests run on a multi-thread runtime: topic actors run on the runtime that
+//! starts the hub, sessions on the HTTP server's workers.
+
+/// Runs `async fn $name(encoding)` once per encoding: `$name::json` and `$name::protobuf`.
+macro_rules! both_encodings {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn json() {
+                super::$name(protocol::Encoding::Json).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn protobuf() {
+                super::$name(protocol::Encoding::Protobuf).await
+            }
+        }
+    )*};
+}
+
+mod helpers;
+mod ws_client;
+
+mod heartbeat;
+mod ordering;
+mod protocol_tests;
+mod recovery;
+mod server_side;
+mod shutdown;
+mod slow;
+mod tokens;
+mod topics;

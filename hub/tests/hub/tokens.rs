@@ -1,0 +1,222 @@
+//! Connection and subscription tokens (HS256), with anonymous connect off.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hub::auth;
+use protocol::codes;
+use protocol::proto::{self, ClientInfo};
+use protocol::Encoding;
+
+use crate::helpers::{connect_token, connect_token_with, data, spawn_hub, subscribe_token, token_config, SECRET};
+
+both_encodings!(
+    valid_token_connects_with_user_and_info,
+    bad_tokens_get_their_codes,
+    channels_claim_subscribes_server_side,
+    subscription_tokens_gate_private_channels,
+);
+
+async fn valid_token_connects_with_user_and_info(encoding: Encoding) {
+    let hub = spawn_hub(token_config()).await;
+    let token = connect_token("alice", Some(r#"{"name":"Alice","roles":["admin"]}"#));
+    let (mut alice, connect) = hub.connect_with_token(encoding, &token).await;
+    assert!(connect.expires, "the token has an exp: the connection expires");
+    assert!((3590..=3600).contains(&connect.ttl), "ttl {} is about an hour", connect.ttl);
+    alice.subscribe("chat:who").await;
+    let presence = alice.presence("chat:who").await.expect("presence");
+    let info = presence.presence.get(&connect.client).expect("alice is present");
+    assert_eq!(
+        info,
+        &ClientInfo {
+            user: "alice".into(),
+            client: connect.client.clone(),
+            conn_info: Bytes::from_static(br#"{"name":"Alice","roles":["admin"]}"#),
+            chan_info: Bytes::new(),
+        }
+    );
+    // A token without exp does not expire.
+    let forever = connect_token_with(SECRET, "bob", None, &[], None);
+    let (_bob, connect) = hub.connect_with_token(encoding, &forever).await;
+    assert_eq!((connect.expires, connect.ttl), (false, 0));
+    hub.shutdown().await;
+}
+
+async fn bad_tokens_get_their_codes(encoding: Encoding) {
+    let hub = spawn_hub(token_config()).await;
+    let hour = Some(auth::expires_in(Duration::from_secs(3600)));
+
+    // Wrong signature: disconnect 3500, do not reconnect.
+    let forged = connect_token_with("not-the-secret", "mallory", None, &[], hour);
+    let mut client = hub.open(encoding).await;
+    let id = client.next_id();
+    client.send(&[proto::Command { id, connect: Some(connect_request(&forged)), ..Default::default() }]).await;
+    assert_eq!(client.expect_close().await, (3500, "invalid token".to_string()));
+    assert!(client.take_inbox().is_empty(), "no reply before the close");
+
+    // Garbage is invalid too.
+    let mut client = hub.open(encoding).await;
+    let id = client.next_id();
+    client.send(&[proto::Command { id, connect: Some(connect_request("a.b.c")), ..Default::default() }]).await;
+    assert_eq!(client.expect_close().await, (3500, "invalid token".to_string()));
+
+    // Expired: error 109 in the reply; the connection stays, and a fresh token connects.
+    let mut client = hub.open(encoding).await;
+    let expired = connect_token_with(SECRET, "alice", None, &[], Some(auth::expires_in(Duration::ZERO) - 10));
+    assert_eq!(client.connect(&expired).await.unwrap_err(), codes::TOKEN_EXPIRED.to_proto());
+    client.expect_silence(Duration::from_millis(200)).await;
+    let connect = client.connect(&connect_token("alice", None)).await.expect("a fresh token connects");
+    assert!(!connect.client.is_empty());
+
+    // No token where anonymous connect is off: error 101; the connection stays.
+    let mut client = hub.open(encoding).await;
+    assert_eq!(client.connect("").await.unwrap_err(), codes::UNAUTHORIZED.to_proto());
+    client.expect_silence(Duration::from_millis(200)).await;
+    client.connect(&connect_token("bob", None)).await.expect("then a token connects");
+    drop(client);
+    hub.shutdown().await;
+}
+
+fn connect_request(token: &str) -> proto::ConnectRequest {
+    proto::ConnectRequest { token: token.into(), ..Default::default() }
+}
+
+async fn channels_claim_subscribes_server_side(encoding: Encoding) {
+    let hub = spawn_hub(token_config()).await;
+    let hour = Some(auth::expires_in(Duration::from_secs(3600)));
+    hub.publish("private:news", data(1)).await;
+    // `private` needs a token to subscribe; the claim is that grant.
+    let token = connect_token_with(SECRET, "alice", None, &["private:news", "news", "nope:bad"], hour);
+    let (mut alice, _) = hub.connect_with_token(encoding, &token).await;
+    // For each channel in claim order: the subscribe push, then the client's
+    // own join where join/leave is on. The unknown channel is skipped.
+    for (channel, offset, joins) in [("private:news", 1, true), ("news", 0, false)] {
+        let push = alice.recv_push().await;
+        assert_eq!(push.channel, channel);
+        let subscribe = push.subscribe.unwrap_or_else(|| panic!("a subscribe push for {channel}"));
+        assert!(subscribe.recoverable && subscribe.positioned, "history is on: {subscribe:?}");
+        assert_eq!(subscribe.offset, offset, "{channel}: the stream top");
+        if joins {
+            let push = alice.recv_push().await;
+            assert_eq!((push.channel.as_str(), push.join.is_some()), (channel, true), "{push:?}");
+        }
+    }
+    alice.expect_silence(Duration::from_millis(100)).await;
+
+    for n in 2..=4 {
+        hub.publish("private:news", data(n)).await;
+    }
+    for n in 2..=4 {
+        let publication = alice.recv_pub("private:news").await;
+        assert_eq!((publication.offset, publication.data), (n as u64, data(n)));
+    }
+    // Subscribing again on top of the server-side subscription is refused.
+    let again = proto::SubscribeRequest { channel: "news".into(), ..Default::default() };
+    assert_eq!(alice.subscribe_with(again).await.unwrap_err(), codes::ALREADY_SUBSCRIBED.to_proto());
+    hub.shutdown().await;
+}
+
+async fn subscription_tokens_gate_private_channels(encoding: Encoding) {
+    let hub = spawn_hub(token_config()).await;
+    let (mut alice, connect) = hub.connect_with_token(encoding, &connect_token("alice", None)).await;
+    let request =
+        |channel: &str, token: String| proto::SubscribeRequest { channel: channel.into(), token, ..Default::default() };
+    // No token: permission denied.
+    let refused = alice.subscribe_with(request("private:room", String::new())).await.unwrap_err();
+    assert_eq!(refused, codes::PERMISSION_DENIED.to_proto());
+    // A token for another channel, or for another user: permission denied.
+    let other_channel = subscribe_token("alice", "private:other", None);
+    let refused = alice.subscribe_with(request("private:room", other_channel)).await.unwrap_err();
+    assert_eq!(refused, codes::PERMISSION_DENIED.to_proto());
+    let other_user = subscribe_token("bob", "private:room", None);
+    let refused = alice.subscribe_with(request("private:room", other_user)).await.unwrap_err();
+    assert_eq!(refused, codes::PERMISSION_DENIED.to_proto());
+    // Unknown namespace stays 102 whatever the token.
+    let unknown = subscribe_token("alice", "nope:room", None);
+    assert_eq!(
+        alice.subscribe_with(request("nope:room", unknown)).await.unwrap_err(),
+        codes::UNKNOWN_CHANNEL.to_proto()
+    );
+
+    // Without a subscription, presence and history of a channel that needs a token are refused.
+    assert_eq!(alice.presence("private:room").await.unwrap_err(), codes::PERMISSION_DENIED.to_proto());
+    let history = proto::HistoryRequest { channel: "private:room".into(), limit: -1, ..Default::default() };
+    assert_eq!(alice.history(history.clone()).await.unwrap_err(), codes::PERMISSION_DENIED.to_proto());
+
+    // The right token: subscribed, with its info as chan_info.
+    let token = subscribe_token("alice", "private:room", Some(r#"{"seat":7}"#));
+    let sub = alice.subscribe_with(request("private:room", token)).await.expect("a valid subscription token");
+    assert!(sub.expires && (3590..=3600).contains(&sub.ttl), "{sub:?}");
+    let presence = alice.presence("private:room").await.expect("presence for a subscriber");
+    assert_eq!(presence.presence[&connect.client].chan_info, Bytes::from_static(br#"{"seat":7}"#));
+    assert!(alice.recv_push().await.join.is_some(), "own join");
+    hub.publish("private:room", data(1)).await;
+    assert_eq!(alice.recv_pub("private:room").await.data, data(1));
+
+    // An expired subscription token: 109, the connection stays.
+    let expired = auth::sign_subscribe_token(
+        SECRET,
+        &auth::SubscribeClaims {
+            user: "alice".into(),
+            channel: "private:late".into(),
+            expires_at: Some(auth::expires_in(Duration::ZERO) - 10),
+            info: None,
+        },
+    )
+    .expect("signs");
+    assert_eq!(
+        alice.subscribe_with(request("private:late", expired)).await.unwrap_err(),
+        codes::TOKEN_EXPIRED.to_proto()
+    );
+    alice.ping().await.expect("still connected");
+    hub.shutdown().await;
+}
+
+both_encodings!(expired_connections_and_subscriptions_end_unless_refreshed);
+
+async fn expired_connections_and_subscriptions_end_unless_refreshed(encoding: Encoding) {
+    let hub = spawn_hub(token_config()).await;
+    let soon = || Some(auth::expires_in(Duration::from_secs(1)));
+    let (mut lapsing, connect) =
+        hub.connect_with_token(encoding, &connect_token_with(SECRET, "ann", None, &[], soon())).await;
+    assert!(connect.expires && connect.ttl <= 1, "{connect:?}");
+    let (mut refreshing, _) =
+        hub.connect_with_token(encoding, &connect_token_with(SECRET, "ben", None, &[], soon())).await;
+    let (mut subscriber, _) = hub.connect_with_token(encoding, &connect_token("cat", None)).await;
+
+    // `ben` refreshes with a token good for an hour.
+    let refresh = proto::RefreshRequest { token: connect_token("ben", None) };
+    let reply = refreshing.call(proto::Command { refresh: Some(refresh), ..Default::default() }).await;
+    let result = reply.refresh.clone().unwrap_or_else(|| panic!("a refresh result, got {reply:?}"));
+    assert!(result.expires && (3590..=3600).contains(&result.ttl), "{result:?}");
+    // A refresh token of another user is an invalid token.
+    let (mut impostor, _) = hub.connect_with_token(encoding, &connect_token("dan", None)).await;
+    let refresh = proto::RefreshRequest { token: connect_token("ben", None) };
+    let id = impostor.next_id();
+    impostor.send(&[proto::Command { id, refresh: Some(refresh), ..Default::default() }]).await;
+    assert_eq!(impostor.expect_close().await, (3500, "invalid token".to_string()));
+
+    // `cat` holds a subscription token that expires in a second.
+    let token = auth::sign_subscribe_token(
+        SECRET,
+        &auth::SubscribeClaims { user: "cat".into(), channel: "private:brief".into(), expires_at: soon(), info: None },
+    )
+    .expect("signs");
+    let request = proto::SubscribeRequest { channel: "private:brief".into(), token, ..Default::default() };
+    let sub = subscriber.subscribe_with(request).await.expect("a valid subscription token");
+    assert!(sub.expires && sub.ttl <= 1, "{sub:?}");
+    assert!(subscriber.recv_push().await.join.is_some(), "own join");
+
+    let (closed, (), unsubscribed) = tokio::join!(
+        lapsing.expect_close(),
+        refreshing.expect_silence(Duration::from_millis(3500)),
+        subscriber.recv_push(),
+    );
+    assert_eq!(closed, (codes::EXPIRED_CONNECTION.code, "connection expired".to_string()));
+    assert_eq!(unsubscribed.channel, "private:brief");
+    assert_eq!(unsubscribed.unsubscribe, Some(codes::UNSUBSCRIBE_EXPIRED.to_proto()));
+    assert_eq!(unsubscribed.unsubscribe.as_ref().map(|u| u.code), Some(2501));
+    refreshing.ping().await.expect("the refreshed connection lives on");
+    subscriber.ping().await.expect("an expired subscription does not end the connection");
+    hub.shutdown().await;
+}
