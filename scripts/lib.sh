@@ -36,6 +36,15 @@ ensure_rabbitmq() {
   if ! as_root rabbitmqctl -q status >/dev/null 2>&1; then
     echo "RabbitMQ is not running: rabbitmq-server -detached"
     as_root rabbitmq-server -detached || { echo "rabbitmq-server -detached failed" >&2; return 1; }
+    # -detached returns before the Erlang node exists, and await_startup fails at
+    # once on a node it cannot reach: wait for the node to answer first.
+    local n
+    for ((n = 0; n < 120; n++)); do
+      as_root rabbitmqctl -q ping >/dev/null 2>&1 && break
+      sleep 1
+    done
+    as_root rabbitmqctl -q ping >/dev/null 2>&1 ||
+      { echo "RabbitMQ's node did not come up within 120 s of rabbitmq-server -detached" >&2; return 1; }
   fi
   as_root rabbitmqctl -q await_startup --timeout 120 ||
     { echo "RabbitMQ did not start within 120 s (rabbitmqctl await_startup)" >&2; return 1; }
