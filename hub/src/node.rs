@@ -349,8 +349,17 @@ impl Node {
         }
     }
 
-    /// Live channels with their subscriber counts.
-    pub async fn channels(&self) -> BTreeMap<String, u32> {
+    /// Live channels with their subscriber counts: over the whole cluster
+    /// (counts summed over nodes) or of this node alone.
+    pub async fn channels(&self) -> Result<BTreeMap<String, u32>, ErrorCode> {
+        match self.cluster() {
+            Some(cluster) => cluster.channels().await,
+            None => Ok(self.local_channels().await),
+        }
+    }
+
+    /// This node's channels that have subscribers here, with their counts.
+    pub async fn local_channels(&self) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
         for name in self.topics.channels() {
             if let Some(topic) = self.topics.lookup(&name) {

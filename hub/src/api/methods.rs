@@ -292,7 +292,7 @@ impl Call {
                 let pattern = request.pattern.unwrap_or_default();
                 let channels = node
                     .channels()
-                    .await
+                    .await?
                     .into_iter()
                     .filter(|(name, _)| pattern::matches(&pattern, name))
                     .map(|(name, num_clients)| (name, ChannelInfo { num_clients }))

@@ -352,23 +352,46 @@ impl Cluster {
 
     /// Presence of `channel` on every live node.
     pub async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, ErrorCode> {
+        let replies = self.ask_every_node(Envelope::PresenceQuery { channel: channel.to_string() }).await?;
+        let mut out = Vec::new();
+        for reply in replies {
+            if let Reply::Presence(list) = reply {
+                out.extend(list.into_iter().map(ClientInfo::from));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live channels of every live node, with subscriber counts summed over nodes.
+    pub async fn channels(&self) -> Result<BTreeMap<String, u32>, ErrorCode> {
+        let replies = self.ask_every_node(Envelope::ChannelsQuery).await?;
+        let mut out: BTreeMap<String, u32> = BTreeMap::new();
+        for reply in replies {
+            if let Reply::Channels(list) = reply {
+                for (channel, count) in list {
+                    *out.entry(channel).or_default() += count;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends `query` to every node (this one included) and gathers the answers
+    /// that arrive within 2 s: a node that dies meanwhile is left out rather
+    /// than waited for.
+    async fn ask_every_node(&self, query: Envelope) -> Result<Vec<Reply>, ErrorCode> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let expected = self.live_nodes().len() + 1;
         let (tx, mut rx) = mpsc::channel(expected.max(1));
         self.pending.insert(id, Waiter::Many(tx));
         let broadcast = self.names.broadcast.clone();
-        let sent = self.send(&broadcast, "", &Envelope::PresenceQuery { channel: channel.to_string() }, Some(id)).await;
-        let mut out = Vec::new();
+        let sent = self.send(&broadcast, "", &query, Some(id)).await;
+        let mut out = Vec::with_capacity(expected);
         if sent.is_ok() {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            let mut answers = 0;
-            while answers < expected {
+            while out.len() < expected {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(Reply::Presence(list))) => {
-                        answers += 1;
-                        out.extend(list.into_iter().map(ClientInfo::from));
-                    }
-                    Ok(Some(_)) => answers += 1,
+                    Ok(Some(reply)) => out.push(reply),
                     _ => break,
                 }
             }
@@ -521,6 +544,10 @@ async fn handle_node_message(cluster: &Arc<Cluster>, delivery: &Delivery, envelo
         Envelope::PresenceQuery { channel } => {
             let list = node.local_presence(&channel).await.into_iter().map(|info| WireInfo::from(&info)).collect();
             cluster.answer(delivery, Reply::Presence(list));
+        }
+        Envelope::ChannelsQuery => {
+            let list = node.local_channels().await.into_iter().collect();
+            cluster.answer(delivery, Reply::Channels(list));
         }
         Envelope::Emulation { session, protobuf, data } => {
             let found = crate::transport::http::deliver_emulation(&node, &session, &data, protobuf).await;

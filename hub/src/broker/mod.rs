@@ -125,6 +125,9 @@ pub enum Envelope {
 
     /// An answer to a request (`correlation_id` names the request).
     Reply(Reply),
+    /// This node's live channels with their local subscriber counts (answered
+    /// with `Reply::Channels`). Added last: variants keep their indices.
+    ChannelsQuery,
 }
 
 /// Answers to requests.
@@ -139,6 +142,8 @@ pub enum Reply {
     Emulation(bool),
     /// A protocol error (code, message).
     Error(u32, String),
+    /// Live channels of one node with their subscriber counts there.
+    Channels(Vec<(String, u32)>),
 }
 
 impl Envelope {

@@ -1,6 +1,6 @@
 // Cluster-wide channel state: presence from any node lists the clients of every node,
-// history is the same from every node, and a client moving from n1 to n2 recovers exactly
-// what it missed.
+// /api/channels sums every node's subscribers, history is the same from every node, and a
+// client moving from n1 to n2 recovers exactly what it missed.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -61,6 +61,22 @@ test('presence lists the clients of all nodes, from a client and from the API', 
     },
     'presence on n1 to drop the client of n2 after its unsubscribe',
   );
+});
+
+test('/api/channels on any node lists the channels of every node with summed counts', { timeout: 60000 }, async () => {
+  const { n1, n2, n3 } = cluster.byName;
+  // Two clients on n1 and one on n2 in `chan-a`; one client on n2 in `chan-b`; nothing on n3.
+  for (const [node, channel] of [[n1, 'chan-a'], [n1, 'chan-a'], [n2, 'chan-a'], [n2, 'chan-b']]) {
+    const { client } = await clients.connected(node);
+    await subscribe(client, channel, {}, `client on ${node.name} in ${channel}`);
+  }
+  const want = { 'chan-a': { num_clients: 3 }, 'chan-b': { num_clients: 1 } };
+  for (const node of [n3, n1]) {
+    const got = await apiResult(node, 'channels', { pattern: 'chan-*' });
+    assert.deepEqual(got.channels, want, `/api/channels on ${node.name}: ${JSON.stringify(got)}`);
+  }
+  const onlyB = await apiResult(n2, 'channels', { pattern: '*-b' });
+  assert.deepEqual(onlyB.channels, { 'chan-b': { num_clients: 1 } }, `/api/channels on n2 with a pattern: ${JSON.stringify(onlyB)}`);
 });
 
 test('history is identical from n1, n2 and n3', { timeout: 60000 }, async () => {
