@@ -83,6 +83,8 @@ pub struct Config {
     /// How long shutdown waits for in-flight work to drain.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Serve Prometheus metrics at `/metrics` (otherwise it answers 404).
+    pub prometheus: bool,
     /// Log output format.
     pub log_format: LogFormat,
     /// `tracing` EnvFilter directive, e.g. `info` or `hub=debug,info`; `RUST_LOG` overrides it.
@@ -180,6 +182,7 @@ impl Default for Config {
             max_channel_length: 255,
             idempotency_window: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(10),
+            prometheus: false,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             dev: false,

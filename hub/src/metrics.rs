@@ -1,10 +1,15 @@
-//! Process-wide counters: `/api/info` reports `subscriptions` (`num_subs`),
-//! the tests read the others (there is no metrics endpoint yet).
+//! Process-wide counters, and their Prometheus text exposition at `/metrics`
+//! (when `prometheus = true`). `/api/info` also reports `subscriptions`
+//! (`num_subs`).
 //!
 //! Plain relaxed atomics: each counter is independent and only ever summed or
 //! displayed, so no ordering between them is promised.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::node::Node;
+use crate::session::TransportKind;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -18,6 +23,25 @@ pub struct Metrics {
     pub publications: AtomicU64,
     /// Subscriptions currently held by sessions of this node (a gauge).
     pub subscriptions: AtomicU64,
+    /// Sessions started, per transport (indexed by [`transport_index`]).
+    pub sessions_started: [AtomicU64; TRANSPORTS.len()],
+}
+
+/// Transports in the order of `Metrics::sessions_started`, with their label.
+const TRANSPORTS: [(TransportKind, &str); 4] = [
+    (TransportKind::WebSocket, "websocket"),
+    (TransportKind::Sse, "sse"),
+    (TransportKind::HttpStream, "http_stream"),
+    (TransportKind::UniSse, "uni_sse"),
+];
+
+fn transport_index(kind: TransportKind) -> usize {
+    match kind {
+        TransportKind::WebSocket => 0,
+        TransportKind::Sse => 1,
+        TransportKind::HttpStream => 2,
+        TransportKind::UniSse => 3,
+    }
 }
 
 impl Metrics {
@@ -35,5 +59,90 @@ impl Metrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub fn session_started(&self, kind: TransportKind) {
+        Metrics::inc(&self.sessions_started[transport_index(kind)]);
+    }
+}
+
+/// The content type of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// This node's metrics in the Prometheus text exposition format (0.0.4).
+pub fn exposition(node: &Node) -> String {
+    let metrics = &node.metrics;
+    let info = node.local_info();
+    let mut out = String::with_capacity(2048);
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        // Writing into a String cannot fail.
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let build = format!("{{version=\"{}\",node=\"{}\"}}", escape(&info.version), escape(&info.name));
+    family("hub_build_info", "gauge", "The hub's version and node name (always 1).", &[(build.as_str(), 1)]);
+    family("hub_uptime_seconds", "gauge", "Seconds since the node started.", &[("", info.uptime)]);
+    family("hub_clients", "gauge", "Connected clients (sessions past connect).", &[("", info.num_clients)]);
+    family("hub_users", "gauge", "Distinct users among the connected clients.", &[("", info.num_users)]);
+    family("hub_channels", "gauge", "Channels with a topic on this node.", &[("", info.num_channels)]);
+    family("hub_subscriptions", "gauge", "Subscriptions held by this node's clients.", &[("", info.num_subs)]);
+    let labels: Vec<String> = TRANSPORTS.iter().map(|(_, name)| format!("{{transport=\"{name}\"}}")).collect();
+    let started: Vec<(&str, u64)> = TRANSPORTS
+        .iter()
+        .zip(&labels)
+        .map(|((kind, _), label)| (label.as_str(), Metrics::get(&metrics.sessions_started[transport_index(*kind)])))
+        .collect();
+    family("hub_sessions_started_total", "counter", "Sessions started, per transport.", &started);
+    family("hub_publications_total", "counter", "Publications accepted into channels sequenced here.", &[("", Metrics::get(&metrics.publications))]);
+    family(
+        "hub_slow_disconnects_total",
+        "counter",
+        "Clients closed with 3008 because their outbox was full.",
+        &[("", Metrics::get(&metrics.slow_disconnects))],
+    );
+    family("hub_topic_restarts_total", "counter", "Topic actors that failed and were restarted.", &[("", Metrics::get(&metrics.topic_restarts))]);
+    family("hub_session_failures_total", "counter", "Session actors that failed.", &[("", Metrics::get(&metrics.session_failures))]);
+    if let Some(cluster) = node.cluster() {
+        let nodes = cluster.live_nodes().len() as u64 + 1;
+        family("hub_cluster_nodes", "gauge", "Live nodes of the cluster, this one included.", &[("", nodes)]);
+    }
+    if let Some(rss) = resident_bytes() {
+        family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &[("", rss)]);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        family("process_open_fds", "gauge", "Open file descriptors.", &[("", fds.count() as u64)]);
+    }
+    out
+}
+
+/// Resident set size from the `VmRSS` line of /proc/self/status (Linux; None elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn every_transport_has_its_own_slot() {
+        for (i, (kind, _)) in TRANSPORTS.iter().enumerate() {
+            assert_eq!(transport_index(*kind), i);
+        }
     }
 }

@@ -133,6 +133,7 @@ impl Node {
         let emulation_id = emulation.as_ref().map(|(id, _)| id.clone());
         let args = SessionArgs { node: self.clone(), outbox: outbox.clone(), transport, emulation_id };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, self.supervisor.get_cell()).await?;
+        self.metrics.session_started(transport);
         self.live_sessions.insert(actor.get_id(), outbox);
         if let Some((id, inflight)) = emulation {
             self.emulation.insert(id, (actor.clone(), inflight, encoding));

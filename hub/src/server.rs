@@ -47,7 +47,17 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/connection/uni_sse", web::get().to(transport::uni_sse::handler))
         .route("/api/{method}", web::post().to(api::handler))
         .route("/api", web::post().to(api::handler_batch_root))
-        .route("/health", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }));
+        .route("/health", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Prometheus metrics of this node, when `prometheus = true`.
+async fn metrics(node: web::Data<Arc<Node>>) -> HttpResponse {
+    if !node.config.prometheus {
+        return HttpResponse::NotFound()
+            .json(serde_json::json!({"error": "metrics are off: set prometheus = true (HUB_PROMETHEUS=true)"}));
+    }
+    HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(crate::metrics::exposition(&node))
 }
 
 /// Binds and starts serving; returns once the socket listens.

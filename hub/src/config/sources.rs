@@ -34,6 +34,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "max_channel_length",
     "idempotency_window",
     "shutdown_timeout",
+    "prometheus",
     "log_format",
     "log_level",
     "dev",
@@ -79,6 +80,7 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
     let mut dict = Dict::new();
     dict.insert("allow_anonymous".into(), Value::from(true));
     dict.insert("api_key".into(), Value::from("dev"));
+    dict.insert("prometheus".into(), Value::from(true));
     dict.insert("allowed_origins".into(), Value::from(vec![Value::from("*")]));
     // The Vue demo, when built (`npm run build` in clients/demo), relative to
     // the directory the hub runs in (the repository root for `cargo run`).
