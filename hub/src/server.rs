@@ -7,7 +7,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use std::time::Duration;
+
+use actix_http::HttpService;
+use actix_service::{map_config, IntoServiceFactory};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App, HttpResponse};
 
 use crate::config::Config;
 use crate::node::Node;
@@ -17,7 +22,7 @@ use crate::{api, transport};
 pub struct ServerHandle {
     pub addr: SocketAddr,
     pub node: Arc<Node>,
-    server: actix_web::dev::ServerHandle,
+    server: actix_server::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -39,7 +44,7 @@ impl ServerHandle {
 /// The routes of the hub.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .route("/connection/websocket", web::get().to(transport::ws::handler))
+        .route(transport::ws::PATH, web::get().to(transport::ws::not_a_handshake))
         .route("/connection/sse", web::get().to(transport::http::sse_get))
         .route("/connection/sse", web::post().to(transport::http::sse_post))
         .route("/connection/http_stream", web::post().to(transport::http::http_stream))
@@ -75,27 +80,46 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         }
         ok
     });
-    let server = HttpServer::new(move || {
-        let app = App::new()
-            .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(payload_limit))
-            .wrap(actix_web::middleware::from_fn(crate::cors::middleware))
-            .configure(routes);
-        match &static_dir {
-            Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
-            None => app,
-        }
-    })
+    // actix-web's HttpServer, assembled from its parts so that the HTTP/1
+    // service gets an upgrade hook: WebSocket handshakes go to transport::ws,
+    // which keeps the socket (see there). Everything else is the App as usual.
+    let listener = listener(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let upgrade_node = node.clone();
+    let server = actix_server::Server::build()
         .disable_signals()
         .shutdown_timeout(shutdown_secs)
-        .bind(listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = *server.addrs().first().ok_or_else(|| anyhow::anyhow!("no listening address"))?;
+        .listen("hub", listener, move || {
+            let app = App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(payload_limit))
+                .wrap(actix_web::middleware::from_fn(crate::cors::middleware))
+                .configure(routes);
+            let app = match &static_dir {
+                Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
+                None => app,
+            };
+            HttpService::build()
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                .upgrade(transport::ws::upgrade_factory(upgrade_node.clone()))
+                .finish(map_config(app.into_factory(), move |_| AppConfig::default()))
+                .tcp()
+        })
+        .map_err(|e| anyhow::anyhow!("cannot serve on {listen}: {e}"))?;
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
     tracing::info!(node = %node.name(), "listening on http://{addr}");
     Ok(ServerHandle { addr, node, server: handle, task })
+}
+
+/// A listening socket as actix-web makes it: address reuse, backlog 1024.
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
 }
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
