@@ -96,15 +96,20 @@ pub fn upgrade_factory(
 
 async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1::Codec>) -> Result<(), Infallible> {
     let parts = framed.into_parts();
-    let (mut io, leftover) = (parts.io, parts.read_buf);
+    let mut io = parts.io;
+    // The dispatcher's 8 KiB buffers are not kept: only bytes that arrived
+    // after the handshake, if any (handled at once, then released).
+    let leftover = if parts.read_buf.is_empty() { BytesMut::new() } else { parts.read_buf };
     drop(parts.write_buf);
     let answer = handshake(&node, &request);
     let (encoding, response) = match answer {
         Ok(accepted) => accepted,
         Err((status, message)) => {
             let body = serde_json::json!({"error": {"code": status.as_u16(), "message": message}}).to_string();
+            // RFC 6455 4.4: a refused version is answered with the one we speak.
+            let version = if status == StatusCode::UPGRADE_REQUIRED { "sec-websocket-version: 13\r\n" } else { "" };
             let response = format!(
-                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{version}connection: close\r\n\r\n{body}",
                 status.as_u16(),
                 status.canonical_reason().unwrap_or(""),
                 body.len()
@@ -252,7 +257,12 @@ async fn connection(
                 match io.try_read_buf(&mut read_buf) {
                     Ok(0) => break None,
                     Ok(_) => pending_input = true,
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        // A readiness that had nothing behind it: keep no buffer.
+                        if read_buf.is_empty() {
+                            read_buf = BytesMut::new();
+                        }
+                    }
                     Err(_) => break None,
                 }
             },

@@ -45,6 +45,8 @@ pub struct WsClient {
     pub pings: usize,
     /// Answer every server ping with an empty command.
     pub auto_pong: bool,
+    /// Payloads of WebSocket-level pong frames received (answers to our pings).
+    pub pongs: Vec<Bytes>,
     /// The close frame's (code, reason) once the server closed; 1006 when the
     /// connection ended without a close frame.
     closed: Option<(u16, String)>,
@@ -90,6 +92,7 @@ impl WsClient {
             frame_sizes: Vec::new(),
             pings: 0,
             auto_pong: false,
+            pongs: Vec::new(),
             closed: None,
         }
     }
@@ -246,9 +249,19 @@ impl WsClient {
                 self.closed =
                     Some(frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())))
             }
+            Some(Ok(Message::Pong(payload))) => self.pongs.push(payload),
             Some(Ok(_)) => {}
             Some(Err(_)) | None => self.closed = Some((1006, String::new())),
         }
+    }
+
+    /// Reads until a WebSocket pong arrives; returns its payload.
+    pub async fn expect_pong(&mut self) -> Bytes {
+        let deadline = Instant::now() + WAIT;
+        while self.pongs.is_empty() {
+            self.read("a pong", deadline).await;
+        }
+        self.pongs.remove(0)
     }
 
     /// Waits for the server's close frame, reading (and keeping) whatever comes
