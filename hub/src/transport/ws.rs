@@ -269,7 +269,6 @@ async fn connection(
             _ = inflight.drained(), if !room => {}
         }
     };
-    let _ = session.cast(SessionMsg::TransportClosed);
     let mut payload = Vec::new();
     if let Some(code) = close {
         payload.extend_from_slice(&code.code.to_be_bytes());
@@ -278,6 +277,9 @@ async fn connection(
         payload.extend_from_slice(&reason[..reason.len().min(123)]);
     }
     let _ = write_frame(&io, OP_CLOSE, &payload, LINGER).await;
+    // The session ends once its close frame is with the kernel (graceful
+    // shutdown waits for sessions, then stops the workers this task runs on).
+    let _ = session.cast(SessionMsg::TransportClosed);
     // Let the peer read our close frame before the socket goes away.
     let _ = tokio::time::timeout(LINGER, async {
         io.shutdown().await?;
