@@ -31,7 +31,10 @@ mkdir -p "$OUT"
 source "$BENCH/lib.sh"
 
 # --- installs ---------------------------------------------------------------
-if [[ -n "${HUB_BIN:-}" ]]; then cargo build --release -p loadtest; else cargo build --release -p hub -p loadtest; HUB_BIN=target/release/hub; fi
+HUB_BIN=${HUB_BIN:-target/release/hub}
+# Both packages in one build: built alone, loadtest gets other features of
+# shared dependencies and they are rebuilt (minutes).
+cargo build --release -p hub -p loadtest
 LT=target/release/loadtest
 command -v nats-server >/dev/null || apt-get install -y nats-server
 (cd "$BENCH/peers" && { [[ -d node_modules ]] || npm ci --no-audit --no-fund; })

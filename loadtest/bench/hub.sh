@@ -10,12 +10,10 @@ BENCH=loadtest/bench
 OUT=${OUT:-$BENCH/results/hub}
 mkdir -p "$OUT"
 source "$BENCH/lib.sh"
-if [[ -z "${HUB_BIN:-}" ]]; then
-  cargo build --release -p hub -p loadtest
-  HUB_BIN=target/release/hub
-else
-  cargo build --release -p loadtest
-fi
+# Both packages in one build: built alone, loadtest gets other features of
+# shared dependencies and they are rebuilt (minutes).
+cargo build --release -p hub -p loadtest
+HUB_BIN=${HUB_BIN:-target/release/hub}
 LT=target/release/loadtest
 SCENARIOS=("${@:-idle idle-shared connect fanout channels storm}")
 read -r -a SCENARIOS <<<"${SCENARIOS[*]}"
