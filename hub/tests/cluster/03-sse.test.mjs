@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 import EventSource from 'eventsource';
 
-import { startCluster, Clients, subscribe, apiResult, nextEvent, poll, sleep } from './helpers.mjs';
+import { startCluster, Clients, subscribe, apiResult, nextEvent, poll, sleep, withTimeout } from './helpers.mjs';
 
 let cluster;
 const clients = new Clients();
@@ -26,17 +26,25 @@ test('SSE session on n1 with its /emulation POSTs sent to n2', { timeout: 60000 
 
   // Every HTTP request the SDK makes besides the event stream, with its answer.
   const requests = [];
-  const recordingFetch = async (url, options) => {
+  // The SDK resolves a command when its reply arrives on the stream, which can
+  // be before n2 has answered the POST that carried it: the statuses are
+  // checked once every recorded request has settled.
+  const settled = [];
+  const recordingFetch = (url, options) => {
     const entry = { url: String(url), method: options?.method, body: options?.body, status: null };
     requests.push(entry);
-    try {
-      const res = await fetch(url, options);
-      entry.status = res.status;
-      return res;
-    } catch (e) {
-      entry.status = `failed: ${e.message}`;
-      throw e;
-    }
+    const done = (async () => {
+      try {
+        const res = await fetch(url, options);
+        entry.status = res.status;
+        return res;
+      } catch (e) {
+        entry.status = `failed: ${e.message}`;
+        throw e;
+      }
+    })();
+    settled.push(done.catch(() => {}));
+    return done;
   };
 
   const sse = clients.create([{ transport: 'sse', endpoint: n1.sseUrl }], {
@@ -85,6 +93,7 @@ test('SSE session on n1 with its /emulation POSTs sent to n2', { timeout: 60000 
     'history command through /emulation on n2 answers',
   );
 
+  await withTimeout(Promise.all(settled), 'every /emulation POST to be answered');
   const emulation = requests.filter((r) => r.method === 'POST');
   assert.ok(emulation.length >= 4, `at least 4 commands were POSTed: ${JSON.stringify(requests)}`);
   for (const r of requests) {
