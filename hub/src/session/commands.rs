@@ -18,6 +18,13 @@ use crate::metrics::Metrics;
 use crate::node::SessionEntry;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
+/// A `?channel=` of a one-way SSE client in a namespace where clients may not
+/// subscribe by themselves.
+const UNI_SSE_NOT_ALLOWED: UnsubscribeCode = UnsubscribeCode { code: 2000, reason: "permission denied" };
+/// A `?channel=` of a one-way SSE client that is not a valid channel (unknown
+/// namespace, bad name).
+const UNI_SSE_UNKNOWN_CHANNEL: UnsubscribeCode = UnsubscribeCode { code: 2000, reason: "unknown channel" };
+
 /// Outcome of a handler: a reply to send, or nothing (already sent / none due).
 type Handled = Result<Option<Reply>, ErrorCode>;
 
@@ -151,7 +158,10 @@ impl Session {
                         let recover = sub.recover.then(|| (sub.offset, sub.epoch.clone()));
                         self.server_subscribe(channel, recover).await;
                     }
-                    _ => tracing::info!(channel = %name, "uni_sse channel refused"),
+                    // Refused: the stream says so for that channel and goes on
+                    // with the others (a code below 2500: no retry).
+                    Ok(_) => self.refuse_uni_channel(name, UNI_SSE_NOT_ALLOWED),
+                    Err(_) => self.refuse_uni_channel(name, UNI_SSE_UNKNOWN_CHANNEL),
                 }
                 if self.closed {
                     return;
@@ -249,6 +259,13 @@ impl Session {
         Metrics::sub(&self.node.metrics.subscriptions, 1);
         self.leave_topic(&channel).await;
         self.send_unsubscribe_push(&channel, code);
+    }
+
+    /// Tells a one-way client that a channel it named was not subscribed.
+    fn refuse_uni_channel(&mut self, name: &str, code: UnsubscribeCode) {
+        tracing::debug!(channel = %name, reason = code.reason, "uni_sse channel refused");
+        let push = Push { channel: name.to_string(), unsubscribe: Some(code.to_proto()), ..Default::default() };
+        self.send(&Reply { push: Some(push), ..Default::default() });
     }
 
     pub(super) fn send_unsubscribe_push(&mut self, channel: &Channel, code: UnsubscribeCode) {

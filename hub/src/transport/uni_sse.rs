@@ -9,7 +9,9 @@
 //! - `{"connect":{"client":..,"version":..,"ping":..}}` first;
 //! - `{"channel":C,"subscribe":{"recoverable":..,"epoch":..,"offset":..,"was_recovering":..,"recovered":..}}` per channel;
 //! - `{"channel":C,"pub":{"data":..,"offset":N,...}}` per publication;
-//! - `{"channel":C,"join"|"leave"|"unsubscribe":{..}}`, and
+//! - `{"channel":C,"join"|"leave"|"unsubscribe":{..}}` (an unsubscribe with
+//!   code 2000 also answers a `?channel=` that was refused: "unknown channel"
+//!   or "permission denied"), and
 //!   `{"disconnect":{"code":..,"reason":..,"reconnect":..}}` before the hub ends the stream;
 //! - `{"error":{"code":..,"message":..}}` when the connection is refused (then the stream ends).
 //!

@@ -470,6 +470,27 @@ describe('the centrifuge SDK over the HTTP transports (hub --dev)', () => {
       es2.close();
     });
 
+    it('names each ?channel= it refused with an unsubscribe event and streams the others', TEST, async () => {
+      const ok = uniqueChannel('uni-ok');
+      const url = `${hub.url}/connection/uni_sse?channel=nope%3Ax&channel=${encodeURIComponent(ok)}`;
+      const es = new network.EventSource(url);
+      const events = uniEvents(es);
+      const [refused] = await events.waitFor((e) => e.kind === 'unsubscribe', 1, 'the unsubscribe event of the refused channel');
+      assert.deepEqual(JSON.parse(refused.raw), { channel: 'nope:x', unsubscribe: { code: 2000, reason: 'unknown channel' } });
+      const [sub] = await events.waitFor((e) => e.kind === 'subscribe', 1, 'the subscribe event of the valid channel');
+      assert.equal(sub.channel, ok);
+      await publish(hub.apiUrl, ok, { n: 1 });
+      const [pub] = await events.waitFor((e) => e.kind === 'pub', 1, 'a publication on the valid channel');
+      assert.deepEqual([pub.channel, pub.body.data], [ok, { n: 1 }]);
+      // (--dev has join/leave on: the stream's own join is left out here.)
+      assert.deepEqual(
+        events.items.filter((e) => e.kind !== 'join').map((e) => e.kind),
+        ['connect', 'unsubscribe', 'subscribe', 'pub'],
+        'events in order, nothing else',
+      );
+      es.close();
+    });
+
     it('resumes several channels from one Last-Event-ID', TEST, async () => {
       const a = uniqueChannel('uni-multi-a');
       const b = uniqueChannel('uni-multi-b');
