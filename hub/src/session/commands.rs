@@ -258,17 +258,16 @@ impl Session {
         }
         Metrics::sub(&self.node.metrics.subscriptions, 1);
         self.leave_topic(&channel).await;
-        self.send_unsubscribe_push(&channel, code);
+        self.send_unsubscribe_push(channel.as_str(), code);
     }
 
     /// Tells a one-way client that a channel it named was not subscribed.
     fn refuse_uni_channel(&mut self, name: &str, code: UnsubscribeCode) {
         tracing::debug!(channel = %name, reason = code.reason, "uni_sse channel refused");
-        let push = Push { channel: name.to_string(), unsubscribe: Some(code.to_proto()), ..Default::default() };
-        self.send(&Reply { push: Some(push), ..Default::default() });
+        self.send_unsubscribe_push(name, code);
     }
 
-    pub(super) fn send_unsubscribe_push(&mut self, channel: &Channel, code: UnsubscribeCode) {
+    pub(super) fn send_unsubscribe_push(&mut self, channel: &str, code: UnsubscribeCode) {
         let push = Push { channel: channel.to_string(), unsubscribe: Some(code.to_proto()), ..Default::default() };
         self.send(&Reply { push: Some(push), ..Default::default() });
     }

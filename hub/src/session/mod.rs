@@ -247,7 +247,7 @@ impl Session {
             // reconnecting makes the client recover it.
             self.disconnect(codes::INSUFFICIENT_STATE);
         } else {
-            self.send_unsubscribe_push(&channel, codes::UNSUBSCRIBE_INSUFFICIENT_STATE);
+            self.send_unsubscribe_push(channel.as_str(), codes::UNSUBSCRIBE_INSUFFICIENT_STATE);
         }
     }
 }

@@ -31,7 +31,7 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_codec::Framed;
+use actix_codec::{Decoder, Framed};
 use actix_http::header::{self, HeaderMap};
 use actix_http::ws::{self as actix_ws_proto, Frame, Item};
 use actix_http::{h1, Request, Response, StatusCode};
@@ -44,7 +44,6 @@ use protocol::codes::{self, DisconnectCode};
 use protocol::{Command, Encoding};
 use ractor::ActorRef;
 use tokio::io::AsyncWriteExt;
-use actix_codec::Decoder;
 
 use crate::node::Node;
 use crate::outbox::{Next, Outbox};
@@ -97,28 +96,14 @@ pub fn upgrade_factory(
 async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1::Codec>) -> Result<(), Infallible> {
     let parts = framed.into_parts();
     let mut io = parts.io;
-    // The dispatcher's 8 KiB buffers are not kept: only bytes that arrived
-    // after the handshake, if any (handled at once, then released).
-    let leftover = if parts.read_buf.is_empty() { BytesMut::new() } else { parts.read_buf };
+    // The dispatcher's read buffer goes on only for the bytes that arrived
+    // after the handshake, if any: `connection` releases it once empty.
+    let leftover = parts.read_buf;
     drop(parts.write_buf);
-    let answer = handshake(&node, &request);
-    let (encoding, response) = match answer {
+    let (encoding, response) = match handshake(&node, &request) {
         Ok(accepted) => accepted,
         Err((status, message)) => {
-            let body = serde_json::json!({"error": {"code": status.as_u16(), "message": message}}).to_string();
-            // RFC 6455 4.4: a refused version is answered with the one we speak.
-            let version = if status == StatusCode::UPGRADE_REQUIRED { "sec-websocket-version: 13\r\n" } else { "" };
-            let response = format!(
-                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{version}connection: close\r\n\r\n{body}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or(""),
-                body.len()
-            );
-            let _ = tokio::time::timeout(LINGER, async {
-                io.write_all(response.as_bytes()).await?;
-                io.shutdown().await
-            })
-            .await;
+            refuse(&mut io, status, &message).await;
             return Ok(());
         }
     };
@@ -127,7 +112,7 @@ async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1
         Ok(session) => session,
         Err(error) => {
             tracing::debug!(%error, "no session for a WebSocket");
-            let _ = io.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            refuse(&mut io, StatusCode::SERVICE_UNAVAILABLE, "no session could be started").await;
             return Ok(());
         }
     };
@@ -138,6 +123,25 @@ async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1
     // The dispatcher that called us ends here; the connection goes on in its own task.
     actix_web::rt::spawn(connection(node, io, leftover, outbox, session, encoding));
     Ok(())
+}
+
+/// Answers a refused handshake with `status` and a JSON error body, then
+/// closes the socket (bounded by [`LINGER`]).
+async fn refuse(io: &mut TcpStream, status: StatusCode, message: &str) {
+    let body = serde_json::json!({"error": {"code": status.as_u16(), "message": message}}).to_string();
+    // RFC 6455 4.4: a refused version is answered with the one we speak.
+    let version = if status == StatusCode::UPGRADE_REQUIRED { "sec-websocket-version: 13\r\n" } else { "" };
+    let response = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{version}connection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    let _ = tokio::time::timeout(LINGER, async {
+        io.write_all(response.as_bytes()).await?;
+        io.shutdown().await
+    })
+    .await;
 }
 
 /// Checks the handshake; the 101 answer and the encoding, or why not.
@@ -231,10 +235,11 @@ async fn connection(
                     outbox.close(codes::BAD_REQUEST_DISCONNECT);
                 }
             }
-            if read_buf.is_empty() {
-                // Idle connections keep no read buffer.
-                read_buf = BytesMut::new();
-            }
+        }
+        if read_buf.is_empty() && read_buf.capacity() > 0 {
+            // Idle connections keep no read buffer (after decoding everything,
+            // or after a readiness that had nothing behind it).
+            read_buf = BytesMut::new();
         }
         let room = inflight.count() < MAX_PENDING_FRAMES;
         tokio::select! {
@@ -257,12 +262,7 @@ async fn connection(
                 match io.try_read_buf(&mut read_buf) {
                     Ok(0) => break None,
                     Ok(_) => pending_input = true,
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        // A readiness that had nothing behind it: keep no buffer.
-                        if read_buf.is_empty() {
-                            read_buf = BytesMut::new();
-                        }
-                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => break None,
                 }
             },

@@ -201,3 +201,25 @@ pub fn subscribe_token(user: &str, channel: &str, info: Option<&str>) -> String 
 pub fn data(n: usize) -> Bytes {
     Bytes::from(format!(r#"{{"n":{n}}}"#))
 }
+
+/// Sends `request` (a raw HTTP/1.1 request) on a new connection and reads
+/// until the hub closes it; returns the whole response as text.
+pub async fn raw_response(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the hub");
+        stream.write_all(request.as_bytes()).await.expect("send the request");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read the response");
+        String::from_utf8(response).expect("a UTF-8 response")
+    };
+    tokio::time::timeout(WAIT, exchange).await.expect("the response within WAIT")
+}
+
+/// Like [`raw_response`]; returns the status code and the body.
+pub async fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
+    let response = raw_response(addr, request).await;
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("a status line: {response:?}"));
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}

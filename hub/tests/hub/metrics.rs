@@ -5,24 +5,12 @@ use std::net::SocketAddr;
 
 use hub::config::Config;
 use protocol::Encoding;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{data, eventually, spawn_hub, test_config, WAIT};
+use crate::helpers::{data, eventually, raw_request, spawn_hub, test_config};
 
 /// A plain HTTP/1.1 GET; returns the status code and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the hub");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send the request");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read the response");
-        String::from_utf8(response).expect("a UTF-8 response")
-    };
-    let response = tokio::time::timeout(WAIT, exchange).await.expect("the response within WAIT");
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
-    (status, body)
+    raw_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await
 }
 
 /// The value of the sample line `name` (with its labels) in an exposition.

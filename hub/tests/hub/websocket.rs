@@ -15,28 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{spawn_hub, test_config, WAIT};
-use crate::ws_client::WsClient;
-
-/// Sends a raw HTTP/1.1 request; returns the status code and the body.
-async fn raw_request(addr: SocketAddr, head: &str) -> (u16, String) {
-    let response = raw_head(addr, head).await;
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("a status line: {response:?}"));
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-/// Sends a raw HTTP/1.1 request; returns the whole response as text.
-async fn raw_head(addr: SocketAddr, head: &str) -> String {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the hub");
-        stream.write_all(head.as_bytes()).await.expect("send the request");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read the response");
-        String::from_utf8(response).expect("a UTF-8 response")
-    };
-    tokio::time::timeout(WAIT, exchange).await.expect("the response within WAIT")
-}
+use crate::helpers::{raw_request, raw_response, spawn_hub, test_config, WAIT};
 
 fn upgrade_request(addr: SocketAddr, path: &str, extra: &str) -> String {
     format!(
@@ -70,7 +49,7 @@ async fn handshake_refusals_answer_json() {
     let (status, body) = raw_request(addr, &request).await;
     assert_eq!(status, 426, "{body}");
     assert_eq!(json_error(&body)["message"], "unsupported WebSocket version");
-    let head = raw_head(addr, &request).await;
+    let head = raw_response(addr, &request).await;
     assert!(head.contains("sec-websocket-version: 13\r\n"), "{head}");
 
     // A cross-origin page with no allowed_origins.
