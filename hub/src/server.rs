@@ -100,6 +100,15 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 None => app,
             };
             HttpService::build()
+                // The hub batches its own writes: Nagle would hold a reply
+                // followed by a push until the client's delayed ACK (~40 ms).
+                .tcp_nodelay(true)
+                // A client that closes its side is gone: end the request at once,
+                // so an SSE or HTTP-stream body is dropped and its session ends
+                // within moments of the close instead of at the next missed pong
+                // (Go's net/http, which Centrifugo uses, cancels the request
+                // context the same way).
+                .h1_allow_half_closed(false)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
                 .upgrade(transport::ws::upgrade_factory(upgrade_node.clone()))

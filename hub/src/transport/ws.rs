@@ -315,9 +315,21 @@ struct Reader {
 
 impl Reader {
     /// Decodes every complete frame in `buf` (stops after a close frame).
+    ///
+    /// A frame whose header announces more payload than `limit` allows (with
+    /// what a fragmented message already holds) is refused as soon as its
+    /// header is in: its payload is never buffered. actix-http's codec checks
+    /// its size only once the whole frame has arrived.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Vec<Input>, String> {
         let mut out = Vec::new();
-        while let Some(frame) = self.codec.decode(buf).map_err(|e| e.to_string())? {
+        loop {
+            if let Some(announced) = announced_payload_len(buf) {
+                let joined = self.partial.as_ref().map_or(0, |message| message.len() as u64);
+                if announced.saturating_add(joined) > self.limit as u64 {
+                    return Err(format!("a frame of {announced} bytes is over max_frame_bytes ({})", self.limit));
+                }
+            }
+            let Some(frame) = self.codec.decode(buf).map_err(|e| e.to_string())? else { break };
             match frame {
                 Frame::Text(bytes) | Frame::Binary(bytes) => {
                     if self.partial.is_some() {
@@ -359,6 +371,21 @@ impl Reader {
         }
         message.put_slice(bytes);
         Ok(())
+    }
+}
+
+/// The payload length a frame header at the start of `buf` announces (RFC
+/// 6455 5.2: 7 bits, or 126 + 16 bits, or 127 + 64 bits), once enough of the
+/// header has arrived to tell.
+fn announced_payload_len(buf: &[u8]) -> Option<u64> {
+    let short = u64::from(*buf.get(1)? & 0x7F);
+    match short {
+        126 => Some(u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]))),
+        127 => {
+            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            Some(u64::from_be_bytes(bytes))
+        }
+        _ => Some(short),
     }
 }
 

@@ -120,3 +120,68 @@ async fn a_message_over_max_frame_bytes_closes_with_3501() {
     hub.assert_no_sessions().await;
     hub.shutdown().await;
 }
+
+/// Reads one unmasked server frame: (opcode, payload).
+async fn read_server_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await.expect("a frame header");
+    let len = match head[1] & 0x7F {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).await.expect("a 16-bit length");
+            u16::from_be_bytes(ext) as usize
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext).await.expect("a 64-bit length");
+            u64::from_be_bytes(ext) as usize
+        }
+        short => short as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.expect("the payload");
+    (head[0] & 0x0F, payload)
+}
+
+/// A frame whose header claims 2^40 bytes is refused from its header: the
+/// hub closes with 3501 after a few bytes of payload, before any connect
+/// command, instead of buffering what the header announces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_header_over_max_frame_bytes_is_refused_from_the_header() {
+    let hub = spawn_hub(Config { max_frame_bytes: 4096, ..test_config() }).await;
+    let addr = hub.addr;
+    for (length_bytes, announced) in [(&[127u8][..], 1u64 << 40), (&[126u8][..], 5000)] {
+        let close = tokio::time::timeout(WAIT, async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream
+                .write_all(upgrade_request(addr, "/connection/websocket", "Sec-WebSocket-Version: 13\r\n").as_bytes())
+                .await
+                .expect("send the handshake");
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await.expect("the 101 answer");
+                head.push(byte[0]);
+            }
+            assert!(head.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&head));
+            // FIN + binary, masked, the extended length, a mask, then a little payload.
+            let mut frame = vec![0x82u8, 0x80 | length_bytes[0]];
+            if announced > u16::MAX as u64 {
+                frame.extend_from_slice(&announced.to_be_bytes());
+            } else {
+                frame.extend_from_slice(&(announced as u16).to_be_bytes());
+            }
+            frame.extend_from_slice(&[1, 2, 3, 4]);
+            frame.extend_from_slice(&[0u8; 1000]);
+            stream.write_all(&frame).await.expect("send the frame's start");
+            read_server_frame(&mut stream).await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("a close frame for a header announcing {announced} bytes"));
+        assert_eq!(close.0, 0x8, "a close frame");
+        assert_eq!(&close.1[..2], &3501u16.to_be_bytes(), "code 3501");
+        assert_eq!(&close.1[2..], b"bad request");
+    }
+    hub.assert_no_sessions().await;
+    hub.shutdown().await;
+}
