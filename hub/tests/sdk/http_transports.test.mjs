@@ -989,3 +989,55 @@ describe('clients gone mid-stream', () => {
     );
   });
 });
+
+// With the default 25 s heartbeat, nothing but the closed stream can tell the hub that an
+// SSE or HTTP-stream client is gone: Centrifugo ends such a session when the request
+// context is cancelled, and so must the hub, or the client lingers in presence (and
+// others get its leave) until the next ping finds no pong.
+describe('clients gone, at the default heartbeat (hub --dev)', () => {
+  let hub;
+  before(async () => {
+    hub = await startHub(['--dev'], { name: 'http-gone-default-ping' });
+  });
+  after(async () => {
+    if (hub) await hub.stop();
+  });
+
+  for (const variant of VARIANTS) {
+    for (const how of ['disconnect()', 'a cut connection']) {
+      it(`a ${variant.name} client gone by ${how} leaves presence within 3 s; others get its leave`, TEST, async () => {
+        const network = await new HttpNetwork().start();
+        const watchers = new Clients(variant.P, hub.wsUrl);
+        try {
+          const channel = uniqueChannel(`gone-${variant.transport}-${variant.P.name}`, 'chat:');
+          const { client: watcher, id: watcherId } = await watchers.connected({}, 'the watching WebSocket client');
+          const { sub: watching } = await subscribe(watcher, channel, {}, 'the watcher');
+          const leaves = record(watching, 'leave');
+
+          const client = httpClient(hub, network, variant);
+          const { client: goneId } = await connect(client, `the ${variant.name} client`);
+          await subscribe(client, channel, {}, `the ${variant.name} subscription`);
+          const before = await api(hub.apiUrl, 'presence', { channel });
+          assert.deepEqual(Object.keys(before.presence).sort(), [goneId, watcherId].sort());
+
+          const started = Date.now();
+          if (how === 'disconnect()') {
+            client.disconnect();
+          } else {
+            client.removeAllListeners();
+            network.cut();
+          }
+          const [leave] = await leaves.waitFor(1, `the leave of the ${variant.name} client`, 3000);
+          assert.equal(leave.info.client, goneId, 'the leave names the departed client');
+          const after = await api(hub.apiUrl, 'presence', { channel });
+          assert.deepEqual(Object.keys(after.presence), [watcherId], `presence after ${Date.now() - started} ms`);
+          assert.deepEqual(await api(hub.apiUrl, 'presence_stats', { channel }), { num_clients: 1, num_users: 1 });
+          client.disconnect();
+        } finally {
+          watchers.disconnectAll();
+          await network.close();
+        }
+      });
+    }
+  }
+});
