@@ -106,6 +106,17 @@ impl Session {
             self.send(&Reply { id, error: Some(codes::UNAUTHORIZED.to_proto()), ..Default::default() });
             return;
         };
+        // Server-side subscriptions count against the same per-client limit
+        // as the client's own (Centrifugo: disconnect 3505 "channel limit").
+        let uni_channels = if self.transport == super::TransportKind::UniSse {
+            request.subs.keys().filter(|name| !channels.contains(name)).count()
+        } else {
+            0
+        };
+        if channels.len() + uni_channels > node.config.max_channels_per_client {
+            tracing::info!(channels = channels.len() + uni_channels, "connect refused: over max_channels_per_client");
+            return self.disconnect(codes::CHANNEL_LIMIT);
+        }
         let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         self.client = Some(client.clone());
         self.user = Arc::from(user);
@@ -234,6 +245,10 @@ impl Session {
     /// Subscribes without a client command; the outcome goes out as a `subscribe` push.
     pub(super) async fn server_subscribe(&mut self, channel: Channel, recover: Option<(u64, String)>) {
         if self.client.is_none() || self.subs.contains_key(&channel) {
+            return;
+        }
+        if self.subs.len() >= self.node.config.max_channels_per_client {
+            tracing::warn!(%channel, "server-side subscribe skipped: the client is at max_channels_per_client");
             return;
         }
         let node = self.node.clone();

@@ -54,12 +54,15 @@ pub enum HttpTransportError {
     Unavailable,
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// A per-client limit (e.g. `max_channels_per_client`) the request would pass.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
 }
 
 impl ResponseError for HttpTransportError {
     fn status_code(&self) -> StatusCode {
         match self {
-            HttpTransportError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpTransportError::BadRequest(_) | HttpTransportError::LimitExceeded(_) => StatusCode::BAD_REQUEST,
             HttpTransportError::UnknownNode | HttpTransportError::UnknownSession => StatusCode::NOT_FOUND,
             HttpTransportError::Busy | HttpTransportError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             HttpTransportError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -73,6 +76,7 @@ impl ResponseError for HttpTransportError {
             HttpTransportError::Busy => 111,
             HttpTransportError::Unavailable => 108,
             HttpTransportError::Unauthorized(_) => 101,
+            HttpTransportError::LimitExceeded(_) => 106,
         };
         HttpResponse::build(self.status_code())
             .json(serde_json::json!({"error": {"code": code, "message": self.to_string()}}))

@@ -26,7 +26,7 @@
 //! the gap is lost (or `recovered: false` says it could not be). `retry:` is
 //! set to 1 s. Pings are SSE comments (`:`), invisible to `onmessage`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use actix_web::http::header;
@@ -65,11 +65,16 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
     for channel in channels {
         connect.subs.entry(channel).or_default();
     }
-    let last_event_id = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // Positions to resume from. The header is read as UTF-8 bytes: browsers
+    // send the id back as they got it, and ids issued before they were made
+    // ASCII-only may hold any channel name. A channel whose position cannot be
+    // used (the id is not one the hub issued, or not for that channel) starts
+    // fresh and says `recovered: false`.
     let mut requested = BTreeMap::new();
-    if !last_event_id.is_empty() {
-        let positions: Vec<(String, String, u64)> = serde_json::from_str(last_event_id)
-            .map_err(|e| HttpTransportError::BadRequest(format!("Last-Event-ID: {e}")))?;
+    let mut whole_id_usable = true;
+    if let Some(value) = req.headers().get("Last-Event-ID").filter(|v| !v.is_empty()) {
+        let (positions, all_usable) = parse_last_event_id(value.as_bytes());
+        whole_id_usable = all_usable;
         for (channel, epoch, offset) in positions {
             requested.insert(channel.clone(), (epoch.clone(), offset));
             connect.subs.insert(channel, SubscribeRequest { recover: true, epoch, offset, ..Default::default() });
@@ -77,13 +82,30 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
     }
     // Refuse bad credentials with a status, so the browser's EventSource stops
     // instead of reconnecting forever.
-    if connect.token.is_empty() {
+    let token_channels = if connect.token.is_empty() {
         if !node.config.allow_anonymous {
             return Err(HttpTransportError::Unauthorized("a connection token is required".into()));
         }
-    } else if let Err(error) = node.verifier.verify_connect(&connect.token) {
-        return Err(HttpTransportError::Unauthorized(error.to_string()));
+        Vec::new()
+    } else {
+        match node.verifier.verify_connect(&connect.token) {
+            Ok(claims) => claims.channels,
+            Err(error) => return Err(HttpTransportError::Unauthorized(error.to_string())),
+        }
+    };
+    // The same per-client limit as a bidirectional client's subscriptions.
+    let limit = node.config.max_channels_per_client;
+    let wanted = connect.subs.len() + token_channels.iter().filter(|c| !connect.subs.contains_key(*c)).count();
+    if wanted > limit {
+        return Err(HttpTransportError::LimitExceeded(format!(
+            "{wanted} channels requested, at most {limit} per client (max_channels_per_client)"
+        )));
     }
+    let unrecovered: BTreeSet<String> = if whole_id_usable {
+        BTreeSet::new()
+    } else {
+        connect.subs.keys().chain(token_channels.iter()).filter(|c| !requested.contains_key(*c)).cloned().collect()
+    };
     let outbox = Arc::new(Outbox::new(Encoding::Json, node.config.client_outbox_bytes));
     let session = node
         .spawn_session(outbox.clone(), TransportKind::UniSse, None)
@@ -97,6 +119,7 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
         outbox,
         positions: BTreeMap::new(),
         requested,
+        unrecovered,
         started: false,
         finished: false,
         _guard: CloseGuard(session),
@@ -135,6 +158,9 @@ struct UniState {
     positions: BTreeMap<String, (String, u64)>,
     /// channel → (epoch, offset) the client resumes from (Last-Event-ID).
     requested: BTreeMap<String, (String, u64)>,
+    /// Channels the client came back for with a Last-Event-ID that held no
+    /// usable position for them: their subscribe event says `recovered: false`.
+    unrecovered: BTreeSet<String>,
     started: bool,
     finished: bool,
     _guard: CloseGuard,
@@ -152,8 +178,14 @@ impl UniState {
                 data_event(out, None, &serde_json::json!({ "error": error }));
                 self.finished = true;
                 self.outbox.close(protocol::codes::CONNECTION_CLOSED);
-            } else if let Some(push) = reply.push {
+            } else if let Some(mut push) = reply.push {
                 let mut id = None;
+                if let Some(subscribe) = push.subscribe.as_mut() {
+                    if self.unrecovered.remove(&push.channel) && !subscribe.was_recovering {
+                        subscribe.was_recovering = true;
+                        subscribe.recovered = false;
+                    }
+                }
                 if let Some(publication) = &push.r#pub {
                     if let Some(position) = self.positions.get_mut(&push.channel) {
                         position.1 = publication.offset;
@@ -164,8 +196,11 @@ impl UniState {
                         // Resuming in the same epoch: the replayed publications follow
                         // this event, so the position stays where the client was until
                         // they advance it (a drop right here loses nothing).
+                        // (An empty epoch asks for the stream's current one.)
                         let position = match self.requested.get(&push.channel) {
-                            Some((epoch, offset)) if *epoch == subscribe.epoch => (epoch.clone(), *offset),
+                            Some((epoch, offset)) if *epoch == subscribe.epoch || (epoch.is_empty() && subscribe.recovered) => {
+                                (subscribe.epoch.clone(), *offset)
+                            }
                             _ => (subscribe.epoch.clone(), subscribe.offset),
                         };
                         self.positions.insert(push.channel.clone(), position);
@@ -186,11 +221,52 @@ impl UniState {
         }
     }
 
+    /// The `id:` of an event: every channel's position as a JSON array, in
+    /// ASCII only (other characters as `\uXXXX` escapes), so that it comes
+    /// back byte for byte through browsers and proxies whatever the channel
+    /// names hold.
     fn event_id(&self) -> String {
         let positions: Vec<(&str, &str, u64)> =
             self.positions.iter().map(|(c, (e, o))| (c.as_str(), e.as_str(), *o)).collect();
-        serde_json::to_string(&positions).unwrap_or_default()
+        ascii_json(&serde_json::to_string(&positions).unwrap_or_default())
     }
+}
+
+/// JSON text with every non-ASCII character written as `\uXXXX` (UTF-16
+/// surrogate pairs beyond the BMP), which any JSON parser reads back as the
+/// same string. Non-ASCII characters only occur inside strings in serde_json's
+/// output, where such an escape is valid.
+fn ascii_json(json: &str) -> String {
+    if json.is_ascii() {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// The positions of a `Last-Event-ID` (`[[channel, epoch, offset], ...]`)
+/// and whether all of it could be read: bytes that are not UTF-8 or not such
+/// an array give none, and entries of another shape are skipped.
+fn parse_last_event_id(value: &[u8]) -> (Vec<(String, String, u64)>, bool) {
+    let Some(entries) = std::str::from_utf8(value).ok().and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(text).ok())
+    else {
+        return (Vec::new(), false);
+    };
+    let total = entries.len();
+    let positions: Vec<(String, String, u64)> =
+        entries.into_iter().filter_map(|entry| serde_json::from_value(entry).ok()).collect();
+    let all = positions.len() == total;
+    (positions, all)
 }
 
 fn data_event(out: &mut BytesMut, id: Option<&str>, value: &serde_json::Value) {
@@ -206,4 +282,29 @@ fn write_event(out: &mut BytesMut, id: Option<&str>, data: &str) {
     out.put_slice(b"data: ");
     out.put_slice(data.as_bytes());
     out.put_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_ascii_and_read_back_as_the_same_positions() {
+        let id = ascii_json(r#"[["café","e",1],["日本","e",2],["🎉","e",3]]"#);
+        assert_eq!(id, r#"[["caf\u00e9","e",1],["\u65e5\u672c","e",2],["\ud83c\udf89","e",3]]"#);
+        let (positions, all) = parse_last_event_id(id.as_bytes());
+        assert!(all);
+        assert_eq!(
+            positions,
+            vec![("café".into(), "e".into(), 1), ("日本".into(), "e".into(), 2), ("🎉".into(), "e".into(), 3)]
+        );
+    }
+
+    #[test]
+    fn unusable_ids_say_so() {
+        assert_eq!(parse_last_event_id(b"nope"), (vec![], false));
+        assert_eq!(parse_last_event_id(&[b'[', 0xFF, b']']), (vec![], false));
+        assert_eq!(parse_last_event_id(br#"[["a","e",1],["b",2]]"#), (vec![("a".into(), "e".into(), 1)], false));
+        assert_eq!(parse_last_event_id(b"[]"), (vec![], true));
+    }
 }

@@ -166,3 +166,173 @@ async fn every_accepted_socket_has_tcp_nodelay() {
     assert!(accepted_nodelay(addr, ws.local_addr().expect("local address")), "WebSocket");
     hub.shutdown().await;
 }
+
+/// The events of a `uni_sse` stream read so far: (`id:` if any, the JSON of `data:`).
+type Events = Vec<(Option<String>, serde_json::Value)>;
+
+/// Sends a raw `uni_sse` request (`head` holds the request line and headers,
+/// as bytes) and reads events until `done` holds; returns the status line and
+/// the events.
+async fn uni_sse(addr: SocketAddr, head: &[u8], done: impl Fn(&Events) -> bool) -> (String, Events) {
+    tokio::time::timeout(WAIT, async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect to the hub");
+        stream.write_all(head).await.expect("send the request");
+        let mut seen = Vec::new();
+        loop {
+            let mut chunk = [0u8; 8192];
+            let n = stream.read(&mut chunk).await.expect("read the stream");
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8(seen.clone()).expect("the hub writes UTF-8");
+            let status = text.lines().next().unwrap_or_default().to_string();
+            let mut events = Vec::new();
+            let mut id = None;
+            for line in text.lines() {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = Some(value.to_string());
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    events.push((id.take(), serde_json::from_str(data).expect("a JSON event")));
+                }
+            }
+            if n == 0 || done(&events) {
+                return (status, events);
+            }
+        }
+    })
+    .await
+    .expect("the uni_sse exchange within WAIT")
+}
+
+fn uni_sse_head(addr: SocketAddr, query: &str, last_event_id: Option<&[u8]>) -> Vec<u8> {
+    let mut head = format!("GET /connection/uni_sse?{query} HTTP/1.1\r\nHost: {addr}\r\n").into_bytes();
+    if let Some(id) = last_event_id {
+        head.extend_from_slice(b"Last-Event-ID: ");
+        head.extend_from_slice(id);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn subscribed<'a>(events: &'a Events, channel: &str) -> Option<&'a serde_json::Value> {
+    events.iter().find(|(_, e)| e["channel"] == channel && e.get("subscribe").is_some()).map(|(_, e)| &e["subscribe"])
+}
+
+fn offsets(events: &Events, channel: &str) -> Vec<u64> {
+    events.iter().filter(|(_, e)| e["channel"] == channel).filter_map(|(_, e)| e["pub"]["offset"].as_u64()).collect()
+}
+
+/// `uni_sse` resumes channels whose names are not ASCII from a Last-Event-ID
+/// sent as UTF-8 bytes (as browsers send it), issues ids in ASCII only, and
+/// starts a channel whose position cannot be used fresh with
+/// `recovered: false` instead of dropping the header or refusing the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_sse_resumes_any_channel_name_and_says_when_it_cannot() {
+    let hub = spawn_hub(test_config()).await;
+    let addr = hub.addr;
+    let cafe = hub.publish("café", crate::helpers::data(1)).await;
+    hub.publish("café", crate::helpers::data(2)).await;
+    let news = hub.publish("news", crate::helpers::data(1)).await;
+    hub.publish("news", crate::helpers::data(2)).await;
+    let query = "channel=caf%C3%A9&channel=news";
+
+    // Both positions at offset 1: each channel gets exactly publication 2.
+    let id = format!(r#"[["café","{}",1],["news","{}",1]]"#, cafe.epoch, news.epoch);
+    let both_replayed = |events: &Events| offsets(events, "café") == [2] && offsets(events, "news") == [2];
+    let (status, events) = uni_sse(addr, &uni_sse_head(addr, query, Some(id.as_bytes())), both_replayed).await;
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status}");
+    for channel in ["café", "news"] {
+        let subscribe = subscribed(&events, channel).unwrap_or_else(|| panic!("a subscribe event for {channel}: {events:?}"));
+        assert_eq!(subscribe["was_recovering"], true, "{channel}: {subscribe}");
+        assert_eq!(subscribe["recovered"], true, "{channel}: {subscribe}");
+    }
+    let (last_id, _) = events.iter().rev().find(|(id, _)| id.is_some()).expect("events with ids");
+    let last_id = last_id.as_deref().unwrap_or_default();
+    assert!(last_id.is_ascii(), "ids are ASCII: {last_id}");
+    let positions: Vec<(String, String, u64)> = serde_json::from_str(last_id).expect("an id is a JSON array");
+    assert!(positions.contains(&("café".to_string(), cafe.epoch.clone(), 2)), "{positions:?}");
+    assert!(positions.contains(&("news".to_string(), news.epoch.clone(), 2)), "{positions:?}");
+
+    // The ASCII id the hub issued resumes as well: nothing after offset 2 yet.
+    let caught_up = |events: &Events| subscribed(events, "café").is_some() && subscribed(events, "news").is_some();
+    let (_, events) = uni_sse(addr, &uni_sse_head(addr, query, Some(last_id.as_bytes())), caught_up).await;
+    for channel in ["café", "news"] {
+        assert_eq!(subscribed(&events, channel).expect("subscribed")["recovered"], true, "{channel}: {events:?}");
+    }
+
+    // Ids the hub never issued: not JSON, not UTF-8, an entry of another shape.
+    // Every channel without a usable position says recovered: false.
+    let not_utf8 = [b"[[\"caf".as_slice(), &[0xE9], b"\",\"x\",1]]"].concat();
+    let partly = format!(r#"[["news","{}",1],"garbage"]"#, news.epoch);
+    for (what, id) in [("not JSON", b"hello".to_vec()), ("not UTF-8", not_utf8), ("an odd entry", partly.into_bytes())] {
+        let (status, events) = uni_sse(addr, &uni_sse_head(addr, query, Some(&id)), caught_up).await;
+        assert!(status.starts_with("HTTP/1.1 200 "), "{what}: {status}");
+        // (The JSON mapping leaves out fields at their default: no `recovered` is false.)
+        let flag = |subscribe: &serde_json::Value, name: &str| subscribe[name].as_bool().unwrap_or(false);
+        let cafe = subscribed(&events, "café").expect("subscribed");
+        assert_eq!((flag(cafe, "was_recovering"), flag(cafe, "recovered")), (true, false), "{what}: {cafe}");
+        let news = subscribed(&events, "news").expect("subscribed");
+        let news_recovered = what == "an odd entry";
+        assert_eq!((flag(news, "was_recovering"), flag(news, "recovered")), (true, news_recovered), "{what}: news {news}");
+    }
+    hub.shutdown().await;
+}
+
+/// `uni_sse` counts its channels against `max_channels_per_client` like any
+/// client: over it, 400 with error 106 before any stream starts (so the
+/// browser's EventSource stops); at it, the stream runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_sse_enforces_max_channels_per_client() {
+    let hub = spawn_hub(hub::config::Config { max_channels_per_client: 3, ..test_config() }).await;
+    let addr = hub.addr;
+    let query = |n: usize| (0..n).map(|i| format!("channel=news{i}")).collect::<Vec<_>>().join("&");
+    let request = String::from_utf8(uni_sse_head(addr, &query(4), None)).expect("ASCII");
+    let request = request.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
+    let (status, body) = crate::helpers::raw_request(addr, &request).await;
+    assert_eq!(status, 400, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(body["error"]["code"], 106, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "limit exceeded: 4 channels requested, at most 3 per client (max_channels_per_client)"
+    );
+    assert_eq!(hub.node.live_session_count(), 0, "no session was started");
+
+    let all = |events: &Events| (0..3).all(|i| subscribed(events, &format!("news{i}")).is_some());
+    let (status, events) = uni_sse(addr, &uni_sse_head(addr, &query(3), None), all).await;
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status}: {events:?}");
+    hub.shutdown().await;
+}
+
+/// A connection token whose `channels` claim passes `max_channels_per_client`
+/// is refused with disconnect 3505 "channel limit" (Centrifugo's code), on
+/// WebSocket as on the other transports; at the limit it connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_more_channels_than_the_limit_is_refused_with_3505() {
+    use crate::helpers::{connect_token_with, token_config, SECRET};
+    let hub = spawn_hub(hub::config::Config { max_channels_per_client: 2, ..token_config() }).await;
+    let hour = Some(hub::auth::expires_in(Duration::from_secs(3600)));
+    for encoding in [protocol::Encoding::Json, protocol::Encoding::Protobuf] {
+        let over = connect_token_with(SECRET, "alice", None, &["news", "chat:a", "chat:b"], hour);
+        let mut client = hub.open(encoding).await;
+        client
+            .send(&[protocol::proto::Command {
+                id: 1,
+                connect: Some(protocol::proto::ConnectRequest { token: over, ..Default::default() }),
+                ..Default::default()
+            }])
+            .await;
+        assert_eq!(client.expect_close().await, (3505, "channel limit".to_string()), "{encoding:?}");
+
+        let at = connect_token_with(SECRET, "alice", None, &["news", "chat:a"], hour);
+        let (mut client, _) = hub.connect_with_token(encoding, &at).await;
+        for channel in ["news", "chat:a"] {
+            let push = client.recv_push().await;
+            assert_eq!((push.channel.as_str(), push.subscribe.is_some()), (channel, true), "{push:?}");
+            if channel == "chat:a" {
+                assert!(client.recv_push().await.join.is_some(), "its own join in chat:a");
+            }
+        }
+        client.close().await;
+    }
+    hub.shutdown().await;
+}
