@@ -278,6 +278,13 @@ impl ConfigError {
 }
 
 impl Config {
+    /// The largest body, in bytes, of a POST to the HTTP transports
+    /// (`/connection/sse`, `/connection/http_stream`, `/emulation`):
+    /// `max_frame_bytes`, but at least 64 KiB. Larger bodies are answered 413.
+    pub fn transport_body_limit(&self) -> usize {
+        self.max_frame_bytes.max(64 * 1024)
+    }
+
     /// Loads the configuration from the defaults, the `--dev` preset, the file, the process
     /// environment and the flags, then validates it.
     pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {

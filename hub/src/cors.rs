@@ -39,7 +39,7 @@ pub fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> b
 }
 
 fn forbidden() -> HttpResponse {
-    HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": 103, "message": "origin not allowed"}}))
+    crate::http_error::response(actix_web::http::StatusCode::FORBIDDEN, protocol::codes::PERMISSION_DENIED.code, "origin not allowed")
 }
 
 /// The middleware (`App::wrap(from_fn(cors::middleware))`).

@@ -13,6 +13,7 @@
 //!   users and topics, metrics, and the operations of the server API.
 //! - [`transport`]: WebSocket (and later SSE/HTTP-stream): frames in, frames out.
 //! - [`api`]: the server HTTP API (`POST /api/<method>`).
+//! - [`http_error`]: one JSON shape for every HTTP refusal.
 //! - [`server`]: assembles the HTTP app, runs it, shuts it down gracefully.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod cors;
+pub mod http_error;
 pub mod metrics;
 pub mod node;
 pub mod outbox;

@@ -13,6 +13,7 @@ use actix_http::HttpService;
 use actix_service::{map_config, IntoServiceFactory};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App, HttpResponse};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::node::Node;
@@ -23,6 +24,9 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     pub node: Arc<Node>,
     server: actix_server::ServerHandle,
+    /// Cancelled when shutdown starts: idle kept-alive HTTP connections close
+    /// at once, busy ones after their current response.
+    draining: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -30,6 +34,7 @@ impl ServerHandle {
     /// Graceful shutdown: clients get 3001, sessions drain, the server stops.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let timeout = self.node.config.shutdown_timeout;
+        self.draining.cancel();
         let left = self.node.shutdown(timeout).await;
         if left > 0 {
             tracing::warn!(sessions = left, "shutdown timeout: sessions still open");
@@ -59,8 +64,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// Prometheus metrics of this node, when `prometheus = true`.
 async fn metrics(node: web::Data<Arc<Node>>) -> HttpResponse {
     if !node.config.prometheus {
-        return HttpResponse::NotFound()
-            .json(serde_json::json!({"error": "metrics are off: set prometheus = true (HUB_PROMETHEUS=true)"}));
+        return crate::http_error::response(
+            actix_web::http::StatusCode::NOT_FOUND,
+            protocol::codes::NOT_AVAILABLE.code,
+            "metrics are off: set prometheus = true (HUB_PROMETHEUS=true)",
+        );
     }
     HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(crate::metrics::exposition(&node))
 }
@@ -70,7 +78,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     let listen = config.listen;
     let shutdown_secs = config.shutdown_timeout.as_secs().max(1);
     // Bounds every POST body read as `Bytes` (the HTTP transports and /emulation).
-    let payload_limit = config.max_frame_bytes.max(64 * 1024);
+    let payload_limit = config.transport_body_limit();
     let node = Node::start(config).await?;
     let data = web::Data::new(node.clone());
     let static_dir = node.config.static_dir.clone().filter(|dir| {
@@ -86,6 +94,8 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     let listener = listener(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let upgrade_node = node.clone();
+    let draining = CancellationToken::new();
+    let draining_signal = draining.clone();
     let server = actix_server::Server::build()
         .disable_signals()
         .shutdown_timeout(shutdown_secs)
@@ -94,6 +104,8 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(payload_limit))
                 .wrap(actix_web::middleware::from_fn(crate::cors::middleware))
+                // Outermost: the JSON shape of every refusal, 503 while stopping.
+                .wrap(actix_web::middleware::from_fn(crate::http_error::middleware))
                 .configure(routes);
             let app = match &static_dir {
                 Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
@@ -109,6 +121,16 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 // (Go's net/http, which Centrifugo uses, cancels the request
                 // context the same way).
                 .h1_allow_half_closed(false)
+                // What actix-web's HttpServer wires to its graceful stop: a
+                // kept-alive connection closes once shutdown starts, so an idle
+                // API client does not hold the process until keep-alive ends.
+                .graceful_shutdown_signal({
+                    let draining = draining_signal.clone();
+                    move || {
+                        let draining = draining.clone();
+                        async move { draining.cancelled().await }
+                    }
+                })
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
                 .upgrade(transport::ws::upgrade_factory(upgrade_node.clone()))
@@ -120,7 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     let handle = server.handle();
     let task = tokio::spawn(server);
     tracing::info!(node = %node.name(), "listening on http://{addr}");
-    Ok(ServerHandle { addr, node, server: handle, task })
+    Ok(ServerHandle { addr, node, server: handle, draining, task })
 }
 
 /// A listening socket as actix-web makes it: address reuse, backlog 1024.

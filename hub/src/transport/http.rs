@@ -78,8 +78,7 @@ impl ResponseError for HttpTransportError {
             HttpTransportError::Unauthorized(_) => 101,
             HttpTransportError::LimitExceeded(_) => 106,
         };
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({"error": {"code": code, "message": self.to_string()}}))
+        crate::http_error::response(self.status_code(), code, self)
     }
 }
 

@@ -75,7 +75,11 @@ const OP_PONG: u8 = 0xA;
 /// `GET /connection/websocket` without `Upgrade: websocket` (those with it
 /// never reach the App): 400 with a JSON body.
 pub async fn not_a_handshake() -> HttpResponse {
-    HttpResponse::BadRequest().json(serde_json::json!({"error": "a WebSocket handshake (Upgrade: websocket) is expected here"}))
+    crate::http_error::response(
+        StatusCode::BAD_REQUEST,
+        codes::BAD_REQUEST.code,
+        "a WebSocket handshake (Upgrade: websocket) is expected here",
+    )
 }
 
 /// The upgrade service of the HTTP/1 server: answers the handshake and
@@ -128,15 +132,9 @@ async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1
 /// Answers a refused handshake with `status` and a JSON error body, then
 /// closes the socket (bounded by [`LINGER`]).
 async fn refuse(io: &mut TcpStream, status: StatusCode, message: &str) {
-    let body = serde_json::json!({"error": {"code": status.as_u16(), "message": message}}).to_string();
     // RFC 6455 4.4: a refused version is answered with the one we speak.
     let version = if status == StatusCode::UPGRADE_REQUIRED { "sec-websocket-version: 13\r\n" } else { "" };
-    let response = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{version}connection: close\r\n\r\n{body}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    );
+    let response = crate::http_error::head(status, message, version);
     let _ = tokio::time::timeout(LINGER, async {
         io.write_all(response.as_bytes()).await?;
         io.shutdown().await

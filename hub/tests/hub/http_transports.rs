@@ -336,3 +336,132 @@ async fn a_token_with_more_channels_than_the_limit_is_refused_with_3505() {
     }
     hub.shutdown().await;
 }
+
+/// One request on a kept-alive connection: (status, lower-cased head, body);
+/// `None` when the hub closed the connection instead of answering.
+async fn keep_alive_call(stream: &mut TcpStream, request: &str) -> Option<(u16, String, String)> {
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut seen = Vec::new();
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + length {
+                let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+                let body = String::from_utf8_lossy(&seen[end + 4..end + 4 + length]).to_string();
+                return Some((status, head, body));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// During a graceful shutdown the server API (and every other endpoint)
+/// answers 503 with error 108 and `Connection: close`, so a keep-alive API
+/// client neither gets HTTP 200 with error 100 for the whole
+/// `shutdown_timeout` nor keeps the process alive that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_keep_alive_api_connections_with_503() {
+    let config = hub::config::Config {
+        api_key: Some("key".into()),
+        shutdown_timeout: Duration::from_secs(30),
+        ..test_config()
+    };
+    let hub = spawn_hub(config).await;
+    let addr = hub.addr;
+    let request = format!("POST /api/info HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: key\r\nContent-Length: 2\r\n\r\n{{}}");
+    let mut api = TcpStream::connect(addr).await.expect("connect");
+    let (status, _, body) = keep_alive_call(&mut api, &request).await.expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    // Another kept-alive connection, left idle from here on.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    let (status, _, _) = keep_alive_call(&mut idle, &request).await.expect("an answer");
+    assert_eq!(status, 200);
+
+    // The node starts stopping: the same keep-alive connection is refused and closed.
+    hub.node.shutdown(Duration::from_secs(30)).await;
+    let (status, head, body) = keep_alive_call(&mut api, &request).await.expect("an answer while shutting down");
+    assert_eq!(status, 503, "{head}\n{body}");
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+    assert!(head.contains("\r\ncontent-type: application/json"), "{head}");
+    assert_eq!(body, r#"{"error":{"code":108,"message":"shutting down"}}"#);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, api.read_to_end(&mut rest)).await.expect("the hub closes the connection");
+    assert!(closed.is_ok_and(|n| n == 0), "nothing after the 503");
+
+    // The idle kept-alive connection does not hold the process for shutdown_timeout.
+    let started = Instant::now();
+    tokio::time::timeout(WAIT, hub.shutdown()).await.expect("the hub stops well within shutdown_timeout (30 s)");
+    // (An idle connection left to actix-http's keep-alive would take 5 s.)
+    assert!(started.elapsed() < Duration::from_secs(3), "stopped after {:?}", started.elapsed());
+    drop(idle);
+}
+
+/// Every HTTP refusal has one shape, `{"error":{"code","message"}}` with
+/// `Content-Type: application/json`, and the code the README documents for
+/// its status: the hub's own refusals and those actix-web makes by itself
+/// (no route, a body over the limit, a bad query).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http_refusal_has_one_json_shape() {
+    let config = hub::config::Config {
+        api_key: Some("key".into()),
+        allowed_origins: vec!["https://app.example".into()],
+        ..test_config()
+    };
+    let hub = spawn_hub(config).await;
+    let addr = hub.addr;
+    let big = "x".repeat(200 * 1024);
+    let post = |path: &str, headers: &str, body: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    };
+    let get = |path: &str, headers: &str| format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+    let upgrade = |path: &str, headers: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
+        )
+    };
+    let cases: Vec<(&str, String, u16, u32)> = vec![
+        ("SSE body over the limit", post("/connection/sse", "", &big), 413, 106),
+        ("HTTP-stream body over the limit", post("/connection/http_stream", "", &big), 413, 106),
+        ("emulation body over the limit", post("/emulation", "", &big), 413, 106),
+        ("API body over the limit", post("/api/publish", "X-API-Key: key\r\n", &"x".repeat(1024 * 1024 + 1)), 413, 106),
+        ("no such path", get("/nope", ""), 404, 104),
+        ("a method the path does not take", post("/health", "", ""), 404, 104),
+        ("SSE without cf_connect", get("/connection/sse", ""), 400, 107),
+        ("WebSocket path without Upgrade", get("/connection/websocket", ""), 400, 107),
+        ("WebSocket version 8", upgrade("/connection/websocket", "Sec-WebSocket-Version: 8\r\n"), 426, 107),
+        ("WebSocket upgrade elsewhere", upgrade("/api/info", "Sec-WebSocket-Version: 13\r\n"), 404, 104),
+        ("WebSocket from another origin", upgrade("/connection/websocket", "Sec-WebSocket-Version: 13\r\nOrigin: https://evil.example\r\n"), 403, 103),
+        ("CORS refusal", get("/health", "Origin: https://evil.example\r\n"), 403, 103),
+        ("API without key", post("/api/info", "", "{}"), 401, 101),
+        ("API unknown method", post("/api/nope", "X-API-Key: key\r\n", "{}"), 404, 104),
+        ("metrics off", get("/metrics", ""), 404, 108),
+        ("emulation for no session", post("/emulation", "", r#"{"session":"nope","data":"{}"}"#), 404, 102),
+    ];
+    for (what, request, status, code) in cases {
+        let response = crate::helpers::raw_response(addr, &request).await;
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{what}: {response:?}"));
+        let head = head.to_lowercase();
+        assert!(head.starts_with(&format!("http/1.1 {status} ")), "{what}: {head}");
+        assert!(head.contains("\r\ncontent-type: application/json"), "{what}: {head}");
+        let value: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {body:?}: {e}"));
+        let error = value.as_object().and_then(|o| o.get("error")).and_then(|e| e.as_object());
+        let error = error.unwrap_or_else(|| panic!("{what}: {body}"));
+        assert_eq!(error.keys().collect::<Vec<_>>(), ["code", "message"], "{what}: {body}");
+        assert_eq!(error["code"], code, "{what}: {body}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+        if status == 413 && !what.starts_with("API") {
+            assert_eq!(error["message"], "limit exceeded: request body larger than 65536 bytes", "{what}");
+        }
+    }
+    hub.shutdown().await;
+}

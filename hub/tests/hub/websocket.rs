@@ -37,7 +37,8 @@ async fn handshake_refusals_answer_json() {
     // A plain GET (no Upgrade) reaches the HTTP routes.
     let (status, body) = raw_request(addr, &format!("GET /connection/websocket HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(json_error(&body), "a WebSocket handshake (Upgrade: websocket) is expected here");
+    assert_eq!(json_error(&body)["message"], "a WebSocket handshake (Upgrade: websocket) is expected here");
+    assert_eq!(json_error(&body)["code"], 107);
 
     // An upgrade elsewhere.
     let (status, body) = raw_request(addr, &upgrade_request(addr, "/api/publish", "Sec-WebSocket-Version: 13\r\n")).await;

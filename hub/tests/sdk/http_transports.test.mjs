@@ -722,6 +722,8 @@ describe('the centrifuge SDK over the HTTP transports (hub --dev)', () => {
       for (const p of ['/emulation', '/connection/http_stream', '/connection/sse']) {
         const r = await request(`${hub.url}${p}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: big }, `POST ${p} with 2 MiB`);
         assert.equal(r.status, 413, `POST ${p} with a 2 MiB body -> ${r.status} ${r.text.slice(0, 200)}`);
+        assert.match(r.headers.get('content-type') ?? '', /^application\/json/, `POST ${p}: a JSON refusal`);
+        assert.deepEqual(JSON.parse(r.text), { error: { code: 106, message: 'limit exceeded: request body larger than 65536 bytes' } });
       }
     });
   });
