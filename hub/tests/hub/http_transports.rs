@@ -108,6 +108,25 @@ async fn a_closed_stream_ends_its_session_at_once() {
             assert_eq!(emulation_status(&hub, &session).await, 404, "{what}: the session is gone");
         }
     }
+    // The one-way SSE stream of a plain EventSource, likewise.
+    for reset in [false, true] {
+        let mut stream = TcpStream::connect(hub.addr).await.expect("connect to the hub");
+        let request = format!("GET /connection/uni_sse?channel=news HTTP/1.1\r\nHost: {}\r\n\r\n", hub.addr);
+        stream.write_all(request.as_bytes()).await.expect("send the request");
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("\"subscribe\"") {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await.expect("the stream's events").expect("read");
+            assert!(n > 0, "the uni_sse stream ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(hub.node.client_count(), 1, "uni_sse connected");
+        if reset {
+            socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).expect("set SO_LINGER");
+        }
+        drop(stream);
+        wait_no_sessions_within(&hub, PROMPTLY, &format!("uni_sse, reset: {reset}")).await;
+    }
     hub.shutdown().await;
 }
 
