@@ -68,6 +68,7 @@ impl ShardOwner {
         now: Instant,
     ) -> Result<Sequenced, ErrorCode> {
         let window = self.config.idempotency_window;
+        let limit = self.config.client_outbox_bytes;
         let owned = self.owned(channel)?;
         if let Some(key) = &idempotency_key {
             if let Some((at, offset)) = owned.idempotency.get(key) {
@@ -83,6 +84,8 @@ impl ShardOwner {
             tags,
             ..Default::default()
         };
+        // Also AMQP ingest: what no client could be sent is refused here.
+        crate::limits::check_publication(channel, &proto, limit)?;
         let offset = if owned.stream.enabled() { owned.stream.append(proto.clone(), now) } else { 0 };
         if let Some(key) = idempotency_key {
             owned.idempotency.retain(|_, (at, _)| now.duration_since(*at) < window);

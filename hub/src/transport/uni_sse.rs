@@ -84,7 +84,7 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
     } else if let Err(error) = node.verifier.verify_connect(&connect.token) {
         return Err(HttpTransportError::Unauthorized(error.to_string()));
     }
-    let outbox = Arc::new(Outbox::new(Encoding::Json, node.config.client_outbox_bytes));
+    let outbox = Arc::new(Outbox::for_client(Encoding::Json, node.config.client_outbox_bytes));
     let session = node
         .spawn_session(outbox.clone(), TransportKind::UniSse, None)
         .await
