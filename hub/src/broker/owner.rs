@@ -165,4 +165,17 @@ mod tests {
         assert_ne!(c.epoch, a.epoch);
         assert!(owner.publish("nope:x", b"1".to_vec(), None, Default::default(), None, now).is_err());
     }
+
+    #[test]
+    fn amqp_ingest_refuses_what_no_client_could_be_sent_and_accepts_empty_data() {
+        let options = ChannelOptions { history_size: 10, history_ttl: Duration::from_secs(60), ..Default::default() };
+        let config = Config { client_outbox_bytes: 1024, channel: options, ..Config::default() };
+        let mut owner = ShardOwner::new(Arc::new(config));
+        let now = Instant::now();
+        // 300 control bytes: 1,800 bytes once a JSON string.
+        let refused = owner.publish("news", vec![1u8; 300], None, Default::default(), None, now).err();
+        assert_eq!(refused, Some(crate::limits::PUBLICATION_TOO_LARGE));
+        let empty = owner.publish("news", Vec::new(), None, Default::default(), None, now).ok();
+        assert_eq!(empty.map(|s| s.publication.offset), Some(1), "nothing was sequenced for the refused one");
+    }
 }

@@ -296,9 +296,7 @@ impl Session {
         if !options.allow_publish {
             return Err(codes::PERMISSION_DENIED);
         }
-        if request.data.is_empty() {
-            return Err(codes::BAD_REQUEST);
-        }
+        // 0 bytes of data are a publication too (Centrifugo accepts them since 6.5.2).
         let info = ClientInfo {
             user: self.user.to_string(),
             client: self.client_id().to_string(),
