@@ -35,6 +35,7 @@ mod helpers;
 mod ws_client;
 
 mod heartbeat;
+mod limits;
 mod metrics;
 mod ordering;
 mod protocol_tests;
