@@ -76,13 +76,13 @@ impl Node {
         let verifier = TokenVerifier::new(&config.token)?;
         let metrics = Arc::new(Metrics::default());
         let cluster = Arc::new(OnceLock::new());
-        let (topics, topic_supervisor) =
-            TopicRegistry::start(
-                metrics.clone(),
-                config.idempotency_window,
-                config.client_recovery_max_publication_limit,
-                cluster.clone(),
-            ).await?;
+        let (topics, topic_supervisor) = TopicRegistry::start(
+            metrics.clone(),
+            config.idempotency_window,
+            config.client_recovery_max_publication_limit,
+            cluster.clone(),
+        )
+        .await?;
         let (supervisor, _) = Actor::spawn(None, SessionSupervisor { metrics: metrics.clone() }, ()).await?;
         let amqp = config.amqp_url.clone().map(|url| AmqpSettings {
             url,
@@ -227,8 +227,12 @@ impl Node {
     /// Refused with [`crate::limits::PUBLICATION_TOO_LARGE`] (106) when its
     /// push could not be delivered to a client (`client_outbox_bytes`).
     pub async fn publish_to(&self, channel: &Channel, options: &ChannelOptions, args: PublishArgs) -> Result<Position, ErrorCode> {
-        let publication =
-            Publication { data: args.data.clone(), info: args.info.clone(), tags: args.tags.clone(), ..Default::default() };
+        let publication = Publication {
+            data: args.data.clone(),
+            info: args.info.clone(),
+            tags: args.tags.clone(),
+            ..Default::default()
+        };
         crate::limits::check_publication(channel.as_str(), &publication, self.config.client_outbox_bytes)?;
         match self.cluster() {
             Some(cluster) => cluster.publish(channel.as_str(), args).await,

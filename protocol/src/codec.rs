@@ -258,7 +258,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(&encode(Encoding::Json, &reply(b"null"))[..], br#"{"push":{"channel":"news","pub":{"data":null,"offset":1}}}"#);
+        assert_eq!(
+            &encode(Encoding::Json, &reply(b"null"))[..],
+            br#"{"push":{"channel":"news","pub":{"data":null,"offset":1}}}"#
+        );
         // 0 bytes: no `data` key, as Centrifugo writes it.
         assert_eq!(&encode(Encoding::Json, &reply(b""))[..], br#"{"push":{"channel":"news","pub":{"offset":1}}}"#);
     }

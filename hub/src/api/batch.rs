@@ -46,8 +46,7 @@ fn decode_command(command: &RawValue) -> Result<Call, ApiError> {
     if !command.get().starts_with('{') {
         return Err(not_an_object());
     }
-    let fields: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_str(command.get()).map_err(|_| not_an_object())?;
+    let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(command.get()).map_err(|_| not_an_object())?;
     let named: Vec<Method> = Method::ALL.into_iter().filter(|method| fields.contains_key(method.name())).collect();
     match named.as_slice() {
         [] => Err(ApiError::MethodNotFound),

@@ -128,7 +128,12 @@ async fn a_server_side_recovery_larger_than_the_outbox_is_recovered_false(encodi
 
     // Reconnect asking to recover the token's channel (`subs` of connect).
     let mut client = hub.open(encoding).await;
-    let sub = proto::SubscribeRequest { recover: true, offset: subscribed.offset, epoch: subscribed.epoch.clone(), ..Default::default() };
+    let sub = proto::SubscribeRequest {
+        recover: true,
+        offset: subscribed.offset,
+        epoch: subscribed.epoch.clone(),
+        ..Default::default()
+    };
     let mut subs = BTreeMap::new();
     subs.insert("side".to_string(), sub);
     let connect = proto::ConnectRequest { token, subs, ..Default::default() };

@@ -30,7 +30,10 @@ async fn empty_and_null_payloads_are_publications_on_every_api_path() {
         json!({"commands": [{"publish": {"channel": "news", "data": null}}, {"publish": {"channel": "news", "b64data": ""}}]})
     )
     .await;
-    assert_eq!(batch.json["replies"], json!([{"publish": {"offset": 5, "epoch": batch.json["replies"][0]["publish"]["epoch"]}}, {"publish": {"offset": 6, "epoch": batch.json["replies"][0]["publish"]["epoch"]}}]));
+    assert_eq!(
+        batch.json["replies"],
+        json!([{"publish": {"offset": 5, "epoch": batch.json["replies"][0]["publish"]["epoch"]}}, {"publish": {"offset": 6, "epoch": batch.json["replies"][0]["publish"]["epoch"]}}])
+    );
     let request = actix_test::TestRequest::post().uri("/api").insert_header(("X-API-Key", KEY));
     let legacy = send!(app, request, r#"{"id":1,"method":"publish","params":{"channel":"news","b64data":""}}"#).await;
     assert_eq!(legacy.status, StatusCode::OK, "{}", legacy.text);
@@ -49,7 +52,8 @@ async fn empty_and_null_payloads_are_publications_on_every_api_path() {
 async fn a_publication_no_client_could_receive_is_refused_with_106_naming_the_limit() {
     let node = node(Config { client_outbox_bytes: 4096, ..config() }).await;
     let app = app!(node);
-    let refused = json!({"code": 106, "message": "limit exceeded: publication larger than client_outbox_bytes once encoded"});
+    let refused =
+        json!({"code": 106, "message": "limit exceeded: publication larger than client_outbox_bytes once encoded"});
     // JSON data of 4,052 bytes plus the push around it: over 4,096.
     let big = "x".repeat(4050);
     let answer = post!(app, "/api/publish", json!({"channel": "news", "data": big})).await;
