@@ -69,8 +69,15 @@ pub struct Config {
     /// latency). 0 = write at once.
     #[serde(with = "humantime_serde")]
     pub write_delay: Duration,
-    /// Per-session outbox bound in bytes; when full the session is closed with 3008 "slow".
+    /// Per-session outbox bound in bytes; a client whose queue is past it when
+    /// the next message comes is closed with 3008 "slow". One message may pass
+    /// it (at most `2 × client_outbox_bytes` queued), and no publication or
+    /// reply is larger than it once encoded (see `crate::limits`).
     pub client_outbox_bytes: usize,
+    /// Most publications a resubscribing client recovers in its subscribe
+    /// reply (Centrifugo's key and default: 300); past it, or past
+    /// `client_outbox_bytes`, the reply says `recovered: false`. 0 = no count limit.
+    pub client_recovery_max_publication_limit: usize,
     /// Largest incoming frame in bytes.
     pub max_frame_bytes: usize,
     /// Most channels one client may be subscribed to.
@@ -177,6 +184,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             write_delay: Duration::ZERO,
             client_outbox_bytes: 1024 * 1024,
+            client_recovery_max_publication_limit: 300,
             max_frame_bytes: 64 * 1024,
             max_channels_per_client: 128,
             max_channel_length: 255,

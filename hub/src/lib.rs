@@ -5,6 +5,8 @@
 //! - [`channel`]: channel names and their namespace options.
 //! - [`outbox`]: the bounded per-session queue of encoded messages that every
 //!   transport drains; a full outbox disconnects its session with 3008 "slow".
+//! - [`limits`]: the size rules that keep every accepted publication and every
+//!   reply deliverable to a client.
 //! - [`session`]: one actor per client connection: the protocol state machine
 //!   (connect, subscribe, publish, ...), heartbeats, expiry.
 //! - [`topic`]: one actor per channel: subscribers, fan-out, history, presence,
@@ -23,6 +25,7 @@ pub mod channel;
 pub mod config;
 pub mod cors;
 pub mod http_error;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod outbox;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use protocol::codes::{self, DisconnectCode, ErrorCode};
-use protocol::proto::ClientInfo;
+use protocol::proto::{ClientInfo, Publication};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::auth::TokenVerifier;
@@ -76,8 +76,13 @@ impl Node {
         let verifier = TokenVerifier::new(&config.token)?;
         let metrics = Arc::new(Metrics::default());
         let cluster = Arc::new(OnceLock::new());
-        let (topics, topic_supervisor) =
-            TopicRegistry::start(metrics.clone(), config.idempotency_window, cluster.clone()).await?;
+        let (topics, topic_supervisor) = TopicRegistry::start(
+            metrics.clone(),
+            config.idempotency_window,
+            config.client_recovery_max_publication_limit,
+            cluster.clone(),
+        )
+        .await?;
         let (supervisor, _) = Actor::spawn(None, SessionSupervisor { metrics: metrics.clone() }, ()).await?;
         let amqp = config.amqp_url.clone().map(|url| AmqpSettings {
             url,
@@ -218,7 +223,17 @@ impl Node {
 
     /// Publishes into a validated channel: through its owner in a cluster,
     /// through the local topic otherwise.
+    ///
+    /// Refused with [`crate::limits::PUBLICATION_TOO_LARGE`] (106) when its
+    /// push could not be delivered to a client (`client_outbox_bytes`).
     pub async fn publish_to(&self, channel: &Channel, options: &ChannelOptions, args: PublishArgs) -> Result<Position, ErrorCode> {
+        let publication = Publication {
+            data: args.data.clone(),
+            info: args.info.clone(),
+            tags: args.tags.clone(),
+            ..Default::default()
+        };
+        crate::limits::check_publication(channel.as_str(), &publication, self.config.client_outbox_bytes)?;
         match self.cluster() {
             Some(cluster) => cluster.publish(channel.as_str(), args).await,
             None => self.topics.call(channel, options, |reply| TopicMsg::Publish(Box::new(args.clone()), reply)).await,

@@ -1,9 +1,10 @@
 //! The outbox: a session's bounded queue of encoded messages, counted in bytes.
 //!
 //! Producers (the session actor for replies, topic actors for pushes) call
-//! [`Outbox::push`], which never waits: when the queued bytes would pass the
-//! limit, the outbox drops its queue, marks itself closed with 3008 "slow" and
-//! wakes the writer; the producer just goes on with the next subscriber. The
+//! [`Outbox::push`], which never waits: when the message does not fit (the
+//! rule is on [`Outbox`]), the outbox drops its queue, marks itself closed
+//! with 3008 "slow" and wakes the writer; the producer just goes on with the
+//! next subscriber. The
 //! one consumer (the transport's writer) calls [`Outbox::next`], which waits for
 //! work and then takes *everything* queued as one frame, so one write carries
 //! many messages under load.
@@ -47,20 +48,55 @@ struct State {
     close_taken: bool,
 }
 
+/// A session's bounded queue of encoded messages.
+///
+/// **The bound.** Bytes are counted as encoded messages (`Bytes::len`; a
+/// Protobuf message includes its length prefix). A push of `len` bytes onto
+/// `queued` bytes is accepted when
+///
+/// - `queued + len <= limit` (it fits), or
+/// - `queued <= limit` and `len <= headroom` (the queue is within its limit and
+///   this one message may pass it).
+///
+/// So at most `limit + headroom` bytes are ever queued, and a client that
+/// keeps up is never closed because one message is large: transports use
+/// `headroom = limit` ([`Outbox::for_client`]) and the hub never accepts a
+/// publication, nor sends a reply, whose encoding is larger than `limit`
+/// (`crate::limits`). A client whose queue is already past `limit` when the
+/// next message comes has fallen behind: 3008 "slow". [`Outbox::new`] has no
+/// headroom (`queued + len <= limit` only).
+///
+/// Framing adds to each message at write time at most: 1 byte (`\n`) in a
+/// JSON frame, nothing in a Protobuf frame (the prefix is counted), `data: `
+/// and `\n\n` (8 bytes) on SSE, one `\n` on an HTTP stream.
 #[derive(Debug)]
 pub struct Outbox {
     encoding: Encoding,
     limit: usize,
+    headroom: usize,
     state: Mutex<State>,
     notify: Notify,
 }
 
 impl Outbox {
-    /// An outbox holding at most `limit` bytes of queued messages.
+    /// An outbox holding at most `limit` bytes of queued messages (no headroom).
     pub fn new(encoding: Encoding, limit: usize) -> Self {
+        Outbox::with_headroom(encoding, limit, 0)
+    }
+
+    /// A client's outbox: `limit` (`client_outbox_bytes`) with one message of
+    /// up to `limit` bytes of headroom, so at most `2 × limit` bytes queued.
+    pub fn for_client(encoding: Encoding, limit: usize) -> Self {
+        Outbox::with_headroom(encoding, limit, limit)
+    }
+
+    /// An outbox with `limit` bytes plus one message of up to `headroom` bytes
+    /// past it (the rule is on [`Outbox`]).
+    pub fn with_headroom(encoding: Encoding, limit: usize, headroom: usize) -> Self {
         Outbox {
             encoding,
             limit,
+            headroom,
             state: Mutex::new(State { queue: VecDeque::new(), bytes: 0, close: None, close_taken: false }),
             notify: Notify::new(),
         }
@@ -70,13 +106,31 @@ impl Outbox {
         self.encoding
     }
 
-    /// Queues one encoded message without waiting.
+    /// The largest single message this outbox can ever accept (bytes):
+    /// `max(limit, headroom)`.
+    pub fn max_message(&self) -> usize {
+        self.limit.max(self.headroom)
+    }
+
+    fn fits(&self, queued: usize, len: usize) -> bool {
+        queued.saturating_add(len) <= self.limit || (queued <= self.limit && len <= self.headroom)
+    }
+
+    /// Queues one encoded message without waiting. A message that does not
+    /// fit (see [`Outbox`]) closes the outbox with 3008 "slow".
     pub fn push(&self, message: Bytes) -> Result<(), PushError> {
+        self.push_all(std::slice::from_ref(&message))
+    }
+
+    /// Queues several messages as one unit (their total size is checked as
+    /// one message's): all of them, or none and the outbox closes with 3008.
+    pub fn push_all(&self, messages: &[Bytes]) -> Result<(), PushError> {
+        let len: usize = messages.iter().map(Bytes::len).sum();
         let mut state = self.state.lock();
         if state.close.is_some() {
             return Err(PushError::Closed);
         }
-        if state.bytes + message.len() > self.limit {
+        if !self.fits(state.bytes, len) {
             state.queue.clear();
             state.bytes = 0;
             state.close = Some(codes::SLOW);
@@ -85,8 +139,8 @@ impl Outbox {
             return Err(PushError::Slow);
         }
         let wake = state.queue.is_empty();
-        state.bytes += message.len();
-        state.queue.push_back(message);
+        state.bytes += len;
+        state.queue.extend(messages.iter().cloned());
         drop(state);
         if wake {
             self.notify.notify_one();
@@ -216,6 +270,45 @@ mod tests {
         assert_eq!(outbox.queued_bytes(), 0);
         assert_eq!(outbox.try_next(&mut builder), Some(Next::Close(codes::SLOW)));
         assert_eq!(outbox.try_next(&mut builder), None);
+    }
+
+    #[test]
+    fn headroom_lets_one_message_pass_the_limit_while_the_queue_is_within_it() {
+        let outbox = Outbox::with_headroom(Encoding::Json, 10, 20);
+        let mut builder = outbox.frame_builder();
+        assert_eq!(outbox.max_message(), 20);
+        // 6 + 20 > 10, but 6 <= 10 and 20 <= headroom: accepted (26 queued).
+        outbox.push(Bytes::from_static(b"123456")).unwrap();
+        outbox.push(Bytes::from(vec![b'x'; 20])).unwrap();
+        assert_eq!(outbox.queued_bytes(), 26);
+        // Now past the limit: the next message, however small, is "slow".
+        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(PushError::Slow));
+        assert_eq!(outbox.try_next(&mut builder), Some(Next::Close(codes::SLOW)));
+    }
+
+    #[test]
+    fn headroom_never_admits_a_message_larger_than_itself() {
+        let outbox = Outbox::with_headroom(Encoding::Json, 10, 20);
+        assert_eq!(outbox.push(Bytes::from(vec![b'x'; 21])), Err(PushError::Slow));
+        let client = Outbox::for_client(Encoding::Json, 10);
+        assert_eq!(client.max_message(), 10);
+        client.push(Bytes::from(vec![b'x'; 10])).unwrap();
+        client.push(Bytes::from(vec![b'x'; 10])).unwrap();
+        assert_eq!(client.queued_bytes(), 20, "the bound is limit + one message of up to limit bytes");
+        assert_eq!(client.push(Bytes::from_static(b"1")), Err(PushError::Slow));
+    }
+
+    #[test]
+    fn push_all_queues_a_group_as_one_message_or_nothing() {
+        let outbox = Outbox::with_headroom(Encoding::Json, 10, 20);
+        let mut builder = outbox.frame_builder();
+        outbox.push(Bytes::from_static(b"{}")).unwrap();
+        let group = [Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"{\"b\":2}")];
+        outbox.push_all(&group).unwrap();
+        assert_eq!(&frame(outbox.try_next(&mut builder))[..], b"{}\n{\"a\":1}\n{\"b\":2}");
+        let too_big = [Bytes::from(vec![b'x'; 12]), Bytes::from(vec![b'x'; 12])];
+        assert_eq!(outbox.push_all(&too_big), Err(PushError::Slow));
+        assert_eq!(outbox.queued_bytes(), 0);
     }
 
     #[test]

@@ -246,6 +246,27 @@ mod tests {
     }
 
     #[test]
+    fn null_data_is_kept_and_empty_data_is_left_out() {
+        let frame = br#"{"id":1,"publish":{"channel":"news","data":null}}"#;
+        let commands: Vec<Command> = decode_frame(Encoding::Json, frame, 1 << 16).unwrap();
+        assert_eq!(&commands[0].publish.as_ref().unwrap().data[..], b"null");
+        let reply = |data: &'static [u8]| Reply {
+            push: Some(Push {
+                channel: "news".into(),
+                r#pub: Some(Publication { data: Bytes::from_static(data), offset: 1, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            &encode(Encoding::Json, &reply(b"null"))[..],
+            br#"{"push":{"channel":"news","pub":{"data":null,"offset":1}}}"#
+        );
+        // 0 bytes: no `data` key, as Centrifugo writes it.
+        assert_eq!(&encode(Encoding::Json, &reply(b""))[..], br#"{"push":{"channel":"news","pub":{"offset":1}}}"#);
+    }
+
+    #[test]
     fn frames_hold_several_messages_both_ways() {
         for encoding in Encoding::ALL {
             let replies = vec![publication_reply(), Reply::default(), Reply { id: 9, ..Default::default() }];

@@ -4,7 +4,9 @@
 //! a JSON value embedded as it is, never base64. Bytes that are not valid JSON
 //! (possible when a Protobuf client publishes binary data that a JSON client
 //! then receives) are written as a JSON string of their lossy UTF-8 text, so a
-//! JSON frame is always well-formed.
+//! JSON frame is always well-formed. 0 bytes are left out of the message (as
+//! Centrifugo does: the field is absent, `undefined` in the JavaScript SDK); a
+//! JSON `null` is kept as the 4 bytes `null`, like any other JSON value.
 
 /// `skip_serializing_if` helper: true when the value equals its default.
 pub fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -34,11 +36,8 @@ pub mod raw {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        // `null` is a JSON value like any other: kept as its text.
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        let text = raw.get();
-        if text == "null" {
-            return Ok(Bytes::new());
-        }
-        Ok(Bytes::copy_from_slice(text.as_bytes()))
+        Ok(Bytes::copy_from_slice(raw.get().as_bytes()))
     }
 }

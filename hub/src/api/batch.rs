@@ -3,19 +3,28 @@
 //! level of the body, one reply per command in the commands' order.
 //!
 //! Commands run one after the other, or up to [`BATCH_CONCURRENCY`] at a time
-//! when `parallel` is true. A command that does not decode makes the whole
-//! batch a 400 (nothing runs); a command naming no known method gets error
-//! 104; every other failure is that command's `error`.
+//! when `parallel` is true. The rule, as in Centrifugo (an individual
+//! command's error goes in its reply slot) and in the older `POST /api`: every
+//! command is decoded on its own, and one that fails gets its own `error`
+//! while the others run:
+//! - not an object: 107 "a command must be an object naming one method";
+//! - naming no known method: 104 "method not found";
+//! - naming two or more methods: 107 "a command names more than one method: publish, history";
+//! - params that do not decode (wrong type, missing field): 107 with serde's reason.
+//!
+//! Only a body that is not a batch (not an object, `commands` not an array)
+//! answers 400, and then nothing runs. Keys that name no method are ignored,
+//! like unknown fields everywhere in the API.
+
+use std::collections::BTreeMap;
 
 use futures_util::stream::{self, StreamExt};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use super::error::{ApiError, ErrorBody};
-use super::methods::{
-    BroadcastRequest, Call, ChannelRequest, ChannelsRequest, DisconnectRequest, HistoryRequest, InfoRequest, Method,
-    MethodResult, PublishRequest, UserChannelRequest,
-};
+use super::methods::{Call, Method, MethodResult};
 use crate::node::Node;
 
 /// Commands of one `parallel` batch run at the same time.
@@ -23,54 +32,42 @@ const BATCH_CONCURRENCY: usize = 64;
 
 #[derive(Debug, Deserialize)]
 pub struct BatchRequest {
+    /// Each command as its JSON text, decoded one by one ([`decode_command`]).
     #[serde(default)]
-    pub commands: Vec<BatchCommand>,
+    pub commands: Vec<Box<RawValue>>,
     /// Run the commands concurrently (replies keep the commands' order).
     pub parallel: Option<bool>,
 }
 
-/// One batch command: an object with one key naming the method, e.g.
-/// `{"publish": {...}}`. Should several be set, the first in Centrifugo's
-/// order wins; with none, the reply is error 104.
-#[derive(Debug, Default, Deserialize)]
-pub struct BatchCommand {
-    publish: Option<PublishRequest>,
-    broadcast: Option<BroadcastRequest>,
-    subscribe: Option<UserChannelRequest>,
-    unsubscribe: Option<UserChannelRequest>,
-    disconnect: Option<DisconnectRequest>,
-    history: Option<HistoryRequest>,
-    history_remove: Option<ChannelRequest>,
-    presence: Option<ChannelRequest>,
-    presence_stats: Option<ChannelRequest>,
-    info: Option<InfoRequest>,
-    channels: Option<ChannelsRequest>,
-}
-
-impl BatchCommand {
-    fn into_call(self) -> Option<Call> {
-        let calls = [
-            self.publish.map(Call::Publish),
-            self.broadcast.map(Call::Broadcast),
-            self.subscribe.map(Call::Subscribe),
-            self.unsubscribe.map(Call::Unsubscribe),
-            self.disconnect.map(Call::Disconnect),
-            self.history.map(Call::History),
-            self.history_remove.map(Call::HistoryRemove),
-            self.presence.map(Call::Presence),
-            self.presence_stats.map(Call::PresenceStats),
-            self.info.map(Call::Info),
-            self.channels.map(Call::Channels),
-        ];
-        calls.into_iter().flatten().next()
+/// Decodes one batch command: an object with one key naming the method, e.g.
+/// `{"publish": {...}}`. Errors as in the module docs.
+fn decode_command(command: &RawValue) -> Result<Call, ApiError> {
+    let not_an_object = || ApiError::bad_request("a command must be an object naming one method");
+    if !command.get().starts_with('{') {
+        return Err(not_an_object());
+    }
+    let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(command.get()).map_err(|_| not_an_object())?;
+    let named: Vec<Method> = Method::ALL.into_iter().filter(|method| fields.contains_key(method.name())).collect();
+    match named.as_slice() {
+        [] => Err(ApiError::MethodNotFound),
+        [method] => {
+            // Present: `named` holds only the keys of `fields`.
+            let params = fields.get(method.name()).map_or("{}", |raw| raw.get());
+            Call::decode(*method, params.as_bytes())
+        }
+        several => {
+            let names: Vec<&str> = several.iter().map(|method| method.name()).collect();
+            Err(ApiError::BadRequest(format!("a command names more than one method: {}", names.join(", "))))
+        }
     }
 }
 
 /// Runs a batch: in order, or concurrently (bounded) when `parallel`.
 pub async fn run(node: &Node, request: BatchRequest) -> BatchResult {
-    let run = |command: BatchCommand| async move {
-        let Some(call) = command.into_call() else {
-            return BatchReply::Error(ApiError::MethodNotFound.body());
+    let run = |command: Box<RawValue>| async move {
+        let call = match decode_command(&command) {
+            Ok(call) => call,
+            Err(error) => return BatchReply::Error(error.body()),
         };
         let method = call.method();
         match call.execute(node).await {

@@ -101,9 +101,12 @@ impl Method {
 #[derive(Debug, Deserialize)]
 pub struct PublishRequest {
     pub channel: String,
-    /// Any JSON value; required unless `b64data` is given.
+    /// Any JSON value, `null` included (kept as its text); required unless
+    /// `b64data` is given.
+    #[serde(default, deserialize_with = "json_value")]
     pub data: Option<Box<RawValue>>,
-    /// Binary data in base64; wins over `data` when not empty.
+    /// Binary data in base64; wins over `data` when not empty. `""` alone
+    /// publishes 0 bytes.
     pub b64data: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
     /// A repeat within `idempotency_window` is accepted once and answers the first offset.
@@ -113,6 +116,8 @@ pub struct PublishRequest {
 #[derive(Debug, Deserialize)]
 pub struct BroadcastRequest {
     pub channels: Vec<String>,
+    /// As in [`PublishRequest`].
+    #[serde(default, deserialize_with = "json_value")]
     pub data: Option<Box<RawValue>>,
     pub b64data: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
@@ -341,14 +346,23 @@ pub fn disconnect_code(spec: Option<&DisconnectSpec>) -> Result<DisconnectCode, 
     Ok(DisconnectCode { code, reason })
 }
 
-/// The bytes to publish: `b64data` decoded when not empty, else `data`'s JSON text.
+/// A present field as its JSON text, `null` included (serde's `Option` would
+/// read `null` as absent); an absent field is `None` through `#[serde(default)]`.
+fn json_value<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// The bytes to publish: `b64data` decoded when not empty, else `data`'s JSON
+/// text (`null` is the 4 bytes `null`), else 0 bytes for an empty `b64data`.
+/// Neither field: 107 "missing field `data`".
 fn payload(data: Option<Box<RawValue>>, b64data: Option<String>) -> Result<Bytes, ApiError> {
-    if let Some(text) = b64data.filter(|t| !t.is_empty()) {
-        return base64::decode(&text).map(Bytes::from).map_err(|e| ApiError::BadRequest(format!("`b64data`: {e}")));
-    }
-    match data {
-        Some(raw) => Ok(Bytes::copy_from_slice(raw.get().as_bytes())),
-        None => Err(ApiError::bad_request("missing field `data`")),
+    match (b64data, data) {
+        (Some(text), _) if !text.is_empty() => {
+            base64::decode(&text).map(Bytes::from).map_err(|e| ApiError::BadRequest(format!("`b64data`: {e}")))
+        }
+        (_, Some(raw)) => Ok(Bytes::copy_from_slice(raw.get().as_bytes())),
+        (Some(_), None) => Ok(Bytes::new()),
+        (None, None) => Err(ApiError::bad_request("missing field `data`")),
     }
 }
 
@@ -506,10 +520,11 @@ pub struct HistoryResult {
 }
 
 /// `data` is the publication's JSON embedded as it was published (binary data
-/// that is not JSON appears as a string of its lossy UTF-8 text).
+/// that is not JSON appears as a string of its lossy UTF-8 text); 0 bytes of
+/// data leave `data` out, as the client protocol does.
 #[derive(Debug, Serialize)]
 pub struct Publication {
-    #[serde(serialize_with = "protocol::json::raw::serialize")]
+    #[serde(serialize_with = "protocol::json::raw::serialize", skip_serializing_if = "Bytes::is_empty")]
     pub data: Bytes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub info: Option<ClientInfo>,

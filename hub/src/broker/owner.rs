@@ -68,6 +68,7 @@ impl ShardOwner {
         now: Instant,
     ) -> Result<Sequenced, ErrorCode> {
         let window = self.config.idempotency_window;
+        let limit = self.config.client_outbox_bytes;
         let owned = self.owned(channel)?;
         if let Some(key) = &idempotency_key {
             if let Some((at, offset)) = owned.idempotency.get(key) {
@@ -83,6 +84,8 @@ impl ShardOwner {
             tags,
             ..Default::default()
         };
+        // Also AMQP ingest: what no client could be sent is refused here.
+        crate::limits::check_publication(channel, &proto, limit)?;
         let offset = if owned.stream.enabled() { owned.stream.append(proto.clone(), now) } else { 0 };
         if let Some(key) = idempotency_key {
             owned.idempotency.retain(|_, (at, _)| now.duration_since(*at) < window);
@@ -161,5 +164,18 @@ mod tests {
         assert_eq!(c.publication.offset, 1);
         assert_ne!(c.epoch, a.epoch);
         assert!(owner.publish("nope:x", b"1".to_vec(), None, Default::default(), None, now).is_err());
+    }
+
+    #[test]
+    fn amqp_ingest_refuses_what_no_client_could_be_sent_and_accepts_empty_data() {
+        let options = ChannelOptions { history_size: 10, history_ttl: Duration::from_secs(60), ..Default::default() };
+        let config = Config { client_outbox_bytes: 1024, channel: options, ..Config::default() };
+        let mut owner = ShardOwner::new(Arc::new(config));
+        let now = Instant::now();
+        // 300 control bytes: 1,800 bytes once a JSON string.
+        let refused = owner.publish("news", vec![1u8; 300], None, Default::default(), None, now).err();
+        assert_eq!(refused, Some(crate::limits::PUBLICATION_TOO_LARGE));
+        let empty = owner.publish("news", Vec::new(), None, Default::default(), None, now).ok();
+        assert_eq!(empty.map(|s| s.publication.offset), Some(1), "nothing was sequenced for the refused one");
     }
 }

@@ -29,6 +29,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "connect_timeout",
     "write_delay",
     "client_outbox_bytes",
+    "client_recovery_max_publication_limit",
     "max_frame_bytes",
     "max_channels_per_client",
     "max_channel_length",

@@ -311,9 +311,7 @@ impl Session {
         if !options.allow_publish {
             return Err(codes::PERMISSION_DENIED);
         }
-        if request.data.is_empty() {
-            return Err(codes::BAD_REQUEST);
-        }
+        // 0 bytes of data are a publication too (Centrifugo accepts them since 6.5.2).
         let info = ClientInfo {
             user: self.user.to_string(),
             client: self.client_id().to_string(),
@@ -360,7 +358,10 @@ impl Session {
         let query = HistoryQuery { limit, since: request.since.map(|s| (s.offset, s.epoch)), reverse: request.reverse };
         let page = node.history(channel.as_str(), query).await?;
         let result = proto::HistoryResult { publications: page.publications, epoch: page.epoch, offset: page.offset };
-        Ok(Some(Reply { history: Some(result), ..Default::default() }))
+        // The largest id, so that the reply still fits once it gets its own.
+        let mut reply = Reply { id: u32::MAX, history: Some(result), ..Default::default() };
+        fit_history(&mut reply, self.outbox.encoding(), self.outbox.max_message());
+        Ok(Some(reply))
     }
 
     fn refresh(&mut self, request: proto::RefreshRequest) -> Handled {
@@ -416,5 +417,39 @@ impl Session {
         }
         let result = proto::SubRefreshResult { expires: ttl.is_some(), ttl: ttl.unwrap_or(0) };
         Ok(Some(Reply { sub_refresh: Some(result), ..Default::default() }))
+    }
+}
+
+/// Keeps the first publications of a history reply that fit in `max_bytes`
+/// once encoded; the others are left for the client's next page (`since` the
+/// last offset it got). `reply.id` should be the largest id it may get.
+fn fit_history(reply: &mut Reply, encoding: protocol::Encoding, max_bytes: usize) {
+    use protocol::prost::Message;
+    if crate::limits::encoded_len(encoding, reply) <= max_bytes {
+        return;
+    }
+    let Some(history) = reply.history.as_mut() else { return };
+    let publications = std::mem::take(&mut history.publications);
+    let base = crate::limits::encoded_len(encoding, reply);
+    // Each publication's share of the encoding: its own bytes and a comma
+    // (JSON), or a field tag and a length prefix (Protobuf).
+    let share = |publication: &proto::Publication| match encoding {
+        protocol::Encoding::Json => serde_json::to_vec(publication).map_or(usize::MAX, |v| v.len() + 1),
+        protocol::Encoding::Protobuf => {
+            let len = publication.encoded_len();
+            1 + protocol::prost::length_delimiter_len(len) + len
+        }
+    };
+    let mut total = base;
+    let mut kept = Vec::new();
+    for publication in publications {
+        total = total.saturating_add(share(&publication));
+        if total > max_bytes {
+            break;
+        }
+        kept.push(publication);
+    }
+    if let Some(history) = reply.history.as_mut() {
+        history.publications = kept;
     }
 }

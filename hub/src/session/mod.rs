@@ -188,8 +188,17 @@ impl Session {
 
     /// Queues a reply; a refused push means the outbox closed (slow or going
     /// away), and the session ends.
+    /// Queues a reply or push. A reply to a command that is larger than the
+    /// outbox's largest message is answered with error 106 instead
+    /// (`crate::limits::REPLY_TOO_LARGE`): one large answer never closes a
+    /// client that reads.
     fn send(&mut self, reply: &Reply) {
-        let bytes = codec::encode(self.outbox.encoding(), reply);
+        let mut bytes = codec::encode(self.outbox.encoding(), reply);
+        if bytes.len() > self.outbox.max_message() && reply.id != 0 {
+            let error =
+                Reply { id: reply.id, error: Some(crate::limits::REPLY_TOO_LARGE.to_proto()), ..Default::default() };
+            bytes = codec::encode(self.outbox.encoding(), &error);
+        }
         if let Err(error) = self.outbox.push(bytes) {
             if error == crate::outbox::PushError::Slow {
                 Metrics::inc(&self.node.metrics.slow_disconnects);

@@ -203,6 +203,8 @@ pub struct TopicContext {
     pub registry: Arc<registry::TopicMap>,
     pub metrics: Arc<Metrics>,
     pub idempotency_window: Duration,
+    /// `client_recovery_max_publication_limit` (0 = no count limit).
+    pub recovery_max_publications: usize,
     /// Set when the node runs with the AMQP broker.
     pub cluster: Arc<std::sync::OnceLock<Arc<crate::broker::amqp::Cluster>>>,
 }
@@ -376,48 +378,69 @@ fn subscribe(state: &mut TopicState, args: SubscribeArgs, now: Instant, context:
         }
         _ => (Vec::new(), false),
     };
+    // Centrifugo's `client_recovery_max_publication_limit`: past it, no
+    // recovery (the byte bound is checked once the reply is encoded).
+    let max_count = context.recovery_max_publications;
+    let (publications, recovered) =
+        if max_count > 0 && publications.len() > max_count { (Vec::new(), false) } else { (publications, recovered) };
     let (epoch, offset) =
         if recoverable { (state.stream.epoch().to_string(), state.stream.top()) } else { (String::new(), 0) };
     let encoding = subscriber.outbox.encoding();
+    // The outbox's largest message (`client_outbox_bytes`): a recovery that
+    // does not fit in it is answered `recovered: false` without publications.
+    let max_bytes = subscriber.outbox.max_message();
+    let was_recovering = args.recover.is_some() && recoverable;
     let queued = match args.reply {
         ReplyTarget::Reply(id) => {
-            let result = proto::SubscribeResult {
-                expires: args.ttl.is_some(),
-                ttl: args.ttl.unwrap_or(0),
-                recoverable,
-                epoch: epoch.clone(),
-                publications,
-                recovered,
-                offset,
-                positioned: recoverable,
-                was_recovering: args.recover.is_some() && recoverable,
-                ..Default::default()
-            };
-            let reply = Reply { id, subscribe: Some(result), ..Default::default() };
-            subscriber.outbox.push(codec::encode(encoding, &reply))
-        }
-        ReplyTarget::Push => {
-            let push = Push {
-                channel: state.channel.to_string(),
-                subscribe: Some(proto::Subscribe {
+            let reply = |publications: Vec<Publication>, recovered: bool| {
+                let result = proto::SubscribeResult {
+                    expires: args.ttl.is_some(),
+                    ttl: args.ttl.unwrap_or(0),
                     recoverable,
                     epoch: epoch.clone(),
+                    publications,
+                    recovered,
                     offset,
                     positioned: recoverable,
-                    was_recovering: args.recover.is_some() && recoverable,
-                    recovered,
+                    was_recovering,
                     ..Default::default()
-                }),
-                ..Default::default()
+                };
+                codec::encode(encoding, &Reply { id, subscribe: Some(result), ..Default::default() })
             };
-            let mut result = subscriber.outbox.push(encode_push(encoding, push));
-            for publication in publications {
-                if result.is_ok() {
-                    let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
-                    result = subscriber.outbox.push(encode_push(encoding, push));
-                }
+            let mut encoded = reply(publications, recovered);
+            if encoded.len() > max_bytes {
+                encoded = reply(Vec::new(), false);
             }
-            result
+            subscriber.outbox.push(encoded)
+        }
+        ReplyTarget::Push => {
+            let subscribe_push = |recovered: bool| {
+                let push = Push {
+                    channel: state.channel.to_string(),
+                    subscribe: Some(proto::Subscribe {
+                        recoverable,
+                        epoch: epoch.clone(),
+                        offset,
+                        positioned: recoverable,
+                        was_recovering,
+                        recovered,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                encode_push(encoding, push)
+            };
+            // The subscribe push and the recovered publications go in as one
+            // unit, bounded like one reply.
+            let mut group = vec![subscribe_push(recovered)];
+            for publication in publications {
+                let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
+                group.push(encode_push(encoding, push));
+            }
+            if group.iter().map(Bytes::len).sum::<usize>() > max_bytes {
+                group = vec![subscribe_push(false)];
+            }
+            subscriber.outbox.push_all(&group)
         }
     };
     if let Err(error) = queued {

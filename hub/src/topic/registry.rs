@@ -50,10 +50,12 @@ impl TopicRegistry {
     pub async fn start(
         metrics: Arc<Metrics>,
         idempotency_window: Duration,
+        recovery_max_publications: usize,
         cluster: Arc<std::sync::OnceLock<Arc<crate::broker::amqp::Cluster>>>,
     ) -> anyhow::Result<(TopicRegistry, ActorCell)> {
         let map: Arc<TopicMap> = Arc::new(DashMap::new());
-        let context = TopicContext { registry: map.clone(), metrics, idempotency_window, cluster };
+        let context =
+            TopicContext { registry: map.clone(), metrics, idempotency_window, recovery_max_publications, cluster };
         let (supervisor, _) = Actor::spawn(None, TopicSupervisor, context).await?;
         let cell = supervisor.get_cell();
         Ok((TopicRegistry { map, supervisor }, cell))

@@ -124,7 +124,7 @@ async fn start(node: Arc<Node>, connect: &[u8], framing: Framing, kind: Transpor
     if commands.first().is_none_or(|c| c.connect.is_none() || c.id == 0) {
         return Err(HttpTransportError::BadRequest("the first command must be connect, with an id".into()));
     }
-    let outbox = Arc::new(Outbox::new(encoding, node.config.client_outbox_bytes));
+    let outbox = Arc::new(Outbox::for_client(encoding, node.config.client_outbox_bytes));
     let inflight = Arc::new(Inflight::default());
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let session = node

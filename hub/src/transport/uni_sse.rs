@@ -106,7 +106,7 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
     } else {
         connect.subs.keys().chain(token_channels.iter()).filter(|c| !requested.contains_key(*c)).cloned().collect()
     };
-    let outbox = Arc::new(Outbox::new(Encoding::Json, node.config.client_outbox_bytes));
+    let outbox = Arc::new(Outbox::for_client(Encoding::Json, node.config.client_outbox_bytes));
     let session = node
         .spawn_session(outbox.clone(), TransportKind::UniSse, None)
         .await

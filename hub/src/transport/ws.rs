@@ -111,7 +111,7 @@ async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1
             return Ok(());
         }
     };
-    let outbox = Arc::new(Outbox::new(encoding, node.config.client_outbox_bytes));
+    let outbox = Arc::new(Outbox::for_client(encoding, node.config.client_outbox_bytes));
     let session = match node.spawn_session(outbox.clone(), TransportKind::WebSocket, None).await {
         Ok(session) => session,
         Err(error) => {

@@ -36,6 +36,7 @@ mod ws_client;
 
 mod heartbeat;
 mod http_transports;
+mod limits;
 mod metrics;
 mod ordering;
 mod protocol_tests;

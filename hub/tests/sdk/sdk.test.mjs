@@ -340,6 +340,71 @@ describe('hub --dev with the centrifuge SDK', () => {
         const pub = await live;
         assert.equal(pub.offset, DEV_HISTORY_SIZE + 7);
       });
+
+      it('subscribes with recovered: false, never a 3008 loop, when what it missed exceeds the outbox', TEST, async () => {
+        const channel = uniqueChannel(`bulky-${P.name}`);
+        const a = await cuttableClient('recovering client');
+        const disconnects = record(a.client, 'disconnected');
+        const connecting = record(a.client, 'connecting');
+        const { sub } = await subscribe(a.client, channel, {}, 'recovering subscription');
+        await publish(hub.apiUrl, channel, { seq: 1 });
+        await sub.pubs.waitFor(1, 'the publication made before the cut');
+
+        const subscribing = nextEvent(sub, 'subscribing', 'the subscription to go back to subscribing after the cut');
+        a.network.cut();
+        await subscribing;
+        // 30 publications of 60 KB, each legal: 1.8 MB, more than the 1 MiB outbox.
+        for (let seq = 2; seq <= 31; seq++) {
+          await publish(hub.apiUrl, channel, { seq, pad: 'x'.repeat(60000) });
+        }
+        const reconnectsBefore = connecting.items.length;
+        const resubscribed = nextEvent(sub, 'subscribed', 'the subscription to come back after reconnecting', {
+          ms: 15000,
+        });
+        a.network.restore();
+        const ctx = await resubscribed;
+        assert.equal(ctx.wasRecovering, true, 'the SDK asked for recovery');
+        assert.equal(ctx.recovered, false, 'too much to recover in one reply: recovered false');
+        assert.equal(ctx.streamPosition.offset, 31, 'the subscription starts at the top of the stream');
+
+        const live = nextEvent(sub, 'publication', 'a live publication after the refused recovery', {
+          filter: (p) => P.decode(p.data).live === true,
+        });
+        await publish(hub.apiUrl, channel, { live: true });
+        assert.equal((await live).offset, 32);
+        assert.deepEqual(
+          disconnects.items.filter((d) => d.code === 3008),
+          [],
+          'the client that reads is never closed as slow',
+        );
+
+        // What it missed is in history, a page at a time (each page fits the outbox).
+        const page = await sub.history({ limit: 100 });
+        assert.ok(page.publications.length > 1 && page.publications.length < 32, `a page: ${page.publications.length}`);
+        assert.deepEqual(
+          page.publications.map((p) => p.offset),
+          page.publications.map((_, i) => i + 1),
+          'the first page holds the oldest publications, in order',
+        );
+        assert.equal(connecting.items.length, reconnectsBefore, 'no reconnect after the subscription came back: no loop');
+      });
+
+      it('delivers null and 0-byte publications', TEST, async () => {
+        const channel = uniqueChannel(`empty-${P.name}`);
+        const { client } = await clients.connected({}, 'subscriber');
+        const { sub } = await subscribe(client, channel, {}, 'subscription');
+        await api(hub.apiUrl, 'publish', { channel, data: null });
+        await api(hub.apiUrl, 'publish', { channel, b64data: '' });
+        const [nullPub, emptyPub] = await sub.pubs.waitFor(2, 'the null and the empty publication');
+        if (P.name === 'json') {
+          assert.equal(nullPub.data, null, 'null arrives as null');
+          assert.equal(emptyPub.data, undefined, '0 bytes arrive without data, as Centrifugo sends them');
+        } else {
+          assert.deepEqual(new TextDecoder().decode(nullPub.data), 'null', 'null arrives as its JSON text');
+          assert.equal(emptyPub.data.length, 0, '0 bytes arrive as 0 bytes');
+        }
+        assert.deepEqual([nullPub.offset, emptyPub.offset], [1, 2]);
+      });
     });
   }
 
