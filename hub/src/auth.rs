@@ -11,6 +11,11 @@
 //!   `nbf`, when present, is enforced the same way;
 //! - `aud` and `iss` must match when `token.audience` / `token.issuer` are configured, and
 //!   are ignored otherwise;
+//! - a token serves one purpose, as Centrifugo's verifier has it: a connection token that
+//!   carries a `channel` claim is a subscription token and is [`TokenError::Invalid`] (so a
+//!   subscription token never connects, whatever else it holds); a subscription token
+//!   without a `channel` claim is [`TokenError::Invalid`]. The purpose is checked before
+//!   `exp`, so a token of the wrong kind is invalid even when it has also expired;
 //! - the `info` claim is handed on as the raw JSON text the token carried, unchanged;
 //! - no input makes verification panic; every failure is a [`TokenError`].
 //!
@@ -198,9 +203,11 @@ impl TokenVerifier {
         self.inner.hmac.is_some() || self.inner.rsa.is_some() || self.inner.ecdsa.is_some()
     }
 
-    /// Verifies a connection token (claims `sub`, `exp`, `info`, `channels`).
+    /// Verifies a connection token (claims `sub`, `exp`, `info`, `channels`). A token with a
+    /// non-empty `channel` claim is a subscription token: [`TokenError::Invalid`], as
+    /// Centrifugo refuses it ("connection JWT can not contain channel claim").
     pub fn verify_connect(&self, token: &str) -> Result<ConnectClaims, TokenError> {
-        let claims = self.verify(token)?;
+        let claims = self.verify(token, Purpose::Connection)?;
         Ok(ConnectClaims {
             user: claims.sub,
             expires_at: claims.exp.map(|d| d.seconds()),
@@ -213,12 +220,7 @@ impl TokenVerifier {
     /// must be present and non-empty. Checking that `channel` and `sub` match the
     /// subscription and the connection is the caller's job.
     pub fn verify_subscribe(&self, token: &str) -> Result<SubscribeClaims, TokenError> {
-        let claims = self.verify(token)?;
-        if claims.channel.is_empty() {
-            return Err(TokenError::Invalid(
-                "subscription token has no `channel` claim".into(),
-            ));
-        }
+        let claims = self.verify(token, Purpose::Subscription)?;
         Ok(SubscribeClaims {
             user: claims.sub,
             channel: claims.channel,
@@ -227,7 +229,8 @@ impl TokenVerifier {
         })
     }
 
-    fn verify(&self, token: &str) -> Result<RawClaims, TokenError> {
+    /// Checks the signature, `aud`, `iss` and `nbf`, then the token's purpose, then `exp`.
+    fn verify(&self, token: &str, purpose: Purpose) -> Result<RawClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
         let keys = &*self.inner;
         let (key, family) = match header.alg {
@@ -266,12 +269,40 @@ impl TokenVerifier {
         if keys.audience.is_some() {
             validation.required_spec_claims.insert("aud".to_owned());
         }
-        jsonwebtoken::decode::<RawClaims>(token, key, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => invalid(e),
-            })
+        match jsonwebtoken::decode::<RawClaims>(token, key, &validation) {
+            Ok(data) => purpose.check(data.claims),
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+                // Signed and well-formed but expired: a token of the wrong kind is
+                // still invalid rather than expired (the client must not retry it).
+                validation.validate_exp = false;
+                let claims = jsonwebtoken::decode::<RawClaims>(token, key, &validation).map_err(invalid)?.claims;
+                purpose.check(claims)?;
+                Err(TokenError::Expired)
+            }
+            Err(e) => Err(invalid(e)),
+        }
+    }
+}
+
+/// What a token is presented for; see [`Purpose::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Connection,
+    Subscription,
+}
+
+impl Purpose {
+    /// A connection token must not name a `channel`; a subscription token must.
+    fn check(self, claims: RawClaims) -> Result<RawClaims, TokenError> {
+        match self {
+            Purpose::Connection if !claims.channel.is_empty() => Err(TokenError::Invalid(
+                "a connection token must not carry a `channel` claim (that is a subscription token)".into(),
+            )),
+            Purpose::Subscription if claims.channel.is_empty() => {
+                Err(TokenError::Invalid("subscription token has no `channel` claim".into()))
+            }
+            _ => Ok(claims),
+        }
     }
 }
 
