@@ -2,8 +2,9 @@
 //!
 //! Rules common to all: before a successful connect only `connect` is
 //! accepted (anything else disconnects with 3501); a command that expects a
-//! reply must carry an id; an empty command is a pong; unsupported commands
-//! get error 104 rather than silence.
+//! reply must carry an id; an empty command is a pong; `rpc` and `send` with
+//! an id get error 108 "not available" (no handler here), an async `send` is
+//! ignored, and a command naming no known method disconnects with 3501.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,9 +67,15 @@ impl Session {
         } else if command.send.is_some() && id == 0 {
             tracing::debug!(client = %self.client_id(), "async message ignored: no handler for `send`");
             return;
+        } else if command.rpc.is_some() || command.send.is_some() {
+            // No RPC or message handler on this server: 108, as Centrifugo answers
+            // an `rpc` when no RPC handler is set (centrifuge-js asserts it).
+            Err(codes::NOT_AVAILABLE)
         } else {
-            // rpc, send with an id, or a method this server does not know.
-            Err(codes::METHOD_NOT_FOUND)
+            // A command naming no method this server knows is malformed, as in
+            // Centrifugo (3501 bad request).
+            tracing::debug!(client = %self.client_id(), id, "command names no known method");
+            return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
         };
         if self.closed {
             return;
@@ -213,10 +220,12 @@ impl Session {
                     chan_info = claims.info.unwrap_or_default();
                 }
                 Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+                // As Centrifugo: a subscription token that does not verify refuses
+                // this subscription only (103); the connection and its other
+                // subscriptions stay.
                 Err(TokenError::Invalid(reason)) => {
                     tracing::info!(%reason, channel = %channel, "subscribe refused: invalid token");
-                    self.disconnect(codes::INVALID_TOKEN);
-                    return Ok(None);
+                    return Err(codes::PERMISSION_DENIED);
                 }
             }
         } else if !options.allow_subscribe {
@@ -399,9 +408,13 @@ impl Session {
         let claims = match self.node.verifier.verify_subscribe(&request.token) {
             Ok(claims) => claims,
             Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
-            Err(TokenError::Invalid(_)) => {
-                self.disconnect(codes::INVALID_TOKEN);
-                return Ok(None);
+            // Like a refused subscribe: 103 for this subscription, the connection
+            // stays (Centrifugo disconnects with 3500 here; a bad subscription
+            // token must not end every other subscription). Unrefreshed, the
+            // subscription ends with 2501 once its token and grace run out.
+            Err(TokenError::Invalid(reason)) => {
+                tracing::info!(%reason, channel = %channel, "sub_refresh refused: invalid token");
+                return Err(codes::PERMISSION_DENIED);
             }
         };
         if claims.channel != channel.as_str() || claims.user != *self.user {

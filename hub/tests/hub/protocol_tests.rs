@@ -140,7 +140,7 @@ async fn several_commands_in_one_frame_get_replies_in_order(encoding: Encoding) 
     assert_eq!(history.publications.len(), 1);
     assert_eq!((history.publications[0].data.clone(), history.offset), (data(1), 1));
     assert_eq!(replies[5].ping, Some(proto::PingResult {}));
-    assert_eq!(replies[6].error, Some(codes::METHOD_NOT_FOUND.to_proto()), "rpc is not supported");
+    assert_eq!(replies[6].error, Some(codes::NOT_AVAILABLE.to_proto()), "no RPC handler: 108, as Centrifugo");
     assert_eq!(replies[7].unsubscribe, Some(proto::UnsubscribeResult {}));
 
     let kinds: Vec<&str> = pushes.iter().map(push_kind).collect();
@@ -351,9 +351,11 @@ async fn command_errors_have_exact_codes(encoding: Encoding) {
     let rpc = client
         .call(Command { rpc: Some(proto::RpcRequest { method: "sum".into(), data: data(1) }), ..Default::default() })
         .await;
-    assert_eq!(rpc.error, Some(codes::METHOD_NOT_FOUND.to_proto()));
+    // Issue 16, fault 4: no RPC handler is 108 "not available" (Centrifugo's answer,
+    // asserted by centrifuge-js's suite), not 104; so is `send` with an id.
+    assert_eq!(rpc.error, Some(proto::Error { code: 108, message: "not available".into(), temporary: false }));
     let send = client.call(Command { send: Some(proto::SendRequest { data: data(1) }), ..Default::default() }).await;
-    assert_eq!(send.error, Some(codes::METHOD_NOT_FOUND.to_proto()), "send with an id expects no reply: refused");
+    assert_eq!(send.error, Some(codes::NOT_AVAILABLE.to_proto()), "send with an id: no message handler");
     // An async `send` (no id) needs no reply and gets none; the connection stays.
     client.send(&[Command { send: Some(proto::SendRequest { data: data(1) }), ..Default::default() }]).await;
     assert_eq!(client.publish("nope:x", data(1)).await.unwrap_err(), codes::UNKNOWN_CHANNEL.to_proto());
@@ -420,6 +422,13 @@ async fn command_before_connect_is_a_bad_request(encoding: Encoding) {
     let (mut client, _) = hub.connect(encoding).await;
     client.send(&[Command { id: 0, ping: Some(proto::PingRequest {}), ..Default::default() }]).await;
     assert_eq!(client.expect_close().await, (3501, "bad request".to_string()));
+
+    // A command with an id that names no method this hub knows (here: none at
+    // all) is malformed too, as in Centrifugo (issue 16, fault 4).
+    let (mut client, _) = hub.connect(encoding).await;
+    client.send(&[Command { id: 5, ..Default::default() }]).await;
+    assert_eq!(client.expect_close().await, (3501, "bad request".to_string()));
+    assert!(client.take_inbox().is_empty(), "no reply before the close");
 
     // A second connect on a connected session as well.
     let (mut client, _) = hub.connect(encoding).await;

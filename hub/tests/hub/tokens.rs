@@ -220,3 +220,78 @@ async fn expired_connections_and_subscriptions_end_unless_refreshed(encoding: En
     subscriber.ping().await.expect("an expired subscription does not end the connection");
     hub.shutdown().await;
 }
+
+both_encodings!(bad_subscription_tokens_refuse_that_subscription_only, subscription_tokens_do_not_connect);
+
+/// Issue 16, fault 2: a subscription token that does not verify (garbage, forged,
+/// a connection token) answers 103 to that subscribe or sub_refresh; the
+/// connection and its other subscriptions stay (as Centrifugo's subscribe does).
+async fn bad_subscription_tokens_refuse_that_subscription_only(encoding: Encoding) {
+    let hub = spawn_hub(token_config()).await;
+    let (mut alice, _) = hub.connect_with_token(encoding, &connect_token("alice", None)).await;
+    alice.subscribe("news").await;
+    let request =
+        |channel: &str, token: String| proto::SubscribeRequest { channel: channel.into(), token, ..Default::default() };
+    let hour = Some(auth::expires_in(Duration::from_secs(3600)));
+    let forged = auth::sign_subscribe_token(
+        "not-the-secret",
+        &auth::SubscribeClaims { user: "alice".into(), channel: "private:room".into(), expires_at: hour, info: None },
+    )
+    .expect("signs");
+    let connection_token = connect_token_with(SECRET, "alice", None, &["private:room"], hour);
+    for (what, token) in
+        [("garbage", "a.b.c".to_string()), ("forged", forged.clone()), ("a connection token", connection_token)]
+    {
+        let refused = alice.subscribe_with(request("private:room", token)).await.unwrap_err();
+        assert_eq!(refused, codes::PERMISSION_DENIED.to_proto(), "{what}");
+    }
+    alice.ping().await.expect("still connected");
+    hub.publish("news", data(1)).await;
+    assert_eq!(alice.recv_pub("news").await.data, data(1), "the other subscription lives on");
+
+    // sub_refresh with a bad token: 103 too; the subscription and the connection stay.
+    let token = subscribe_token("alice", "private:room", None);
+    alice.subscribe_with(request("private:room", token)).await.expect("a valid subscription token");
+    assert!(alice.recv_push().await.join.is_some(), "own join");
+    for (what, token) in [("garbage", "a.b.c".to_string()), ("forged", forged)] {
+        let sub_refresh = proto::SubRefreshRequest { channel: "private:room".into(), token };
+        let reply = alice.call(proto::Command { sub_refresh: Some(sub_refresh), ..Default::default() }).await;
+        assert_eq!(reply.error, Some(codes::PERMISSION_DENIED.to_proto()), "{what}: {reply:?}");
+    }
+    hub.publish("private:room", data(2)).await;
+    assert_eq!(alice.recv_pub("private:room").await.data, data(2));
+    hub.publish("news", data(3)).await;
+    assert_eq!(alice.recv_pub("news").await.data, data(3));
+    hub.shutdown().await;
+}
+
+/// Issue 16, fault 9: a subscription token (it has a `channel` claim) is not a
+/// connection token, on connect, refresh and uni_sse alike: 3500 (401 for uni_sse).
+async fn subscription_tokens_do_not_connect(encoding: Encoding) {
+    let hub = spawn_hub(token_config()).await;
+    let forever = auth::sign_subscribe_token(
+        SECRET,
+        &auth::SubscribeClaims { user: "alice".into(), channel: "private:a".into(), expires_at: None, info: None },
+    )
+    .expect("signs");
+    let mut client = hub.open(encoding).await;
+    let id = client.next_id();
+    client.send(&[proto::Command { id, connect: Some(connect_request(&forever)), ..Default::default() }]).await;
+    assert_eq!(client.expect_close().await, (3500, "invalid token".to_string()));
+    assert!(client.take_inbox().is_empty(), "no reply before the close");
+
+    // Nor does it refresh a connection.
+    let (mut alice, _) = hub.connect_with_token(encoding, &connect_token("alice", None)).await;
+    let id = alice.next_id();
+    let refresh = proto::RefreshRequest { token: forever.clone() };
+    alice.send(&[proto::Command { id, refresh: Some(refresh), ..Default::default() }]).await;
+    assert_eq!(alice.expect_close().await, (3500, "invalid token".to_string()));
+
+    // Nor a one-way SSE stream.
+    let addr = hub.addr;
+    let request = format!("GET /connection/uni_sse?token={forever} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let (status, body) = crate::helpers::raw_request(addr, &request).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains(r#""code":101"#) && body.contains("`channel` claim"), "{body}");
+    hub.shutdown().await;
+}
