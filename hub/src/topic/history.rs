@@ -156,9 +156,13 @@ impl Stream {
     }
 
     /// Publications after `offset` if the client's position is recoverable.
+    ///
+    /// An empty `epoch` stands for the stream's current one, as in Centrifugo's
+    /// recovery (its `isStreamRecovered` compares epochs only when the client sent
+    /// one): the SDKs' `since: {offset: 0, epoch: ''}` ("from the start") relies on it.
     pub fn recover(&mut self, offset: u64, epoch: &str, now: Instant) -> Recovery {
         self.prune(now);
-        if epoch != self.epoch || offset > self.top {
+        if !self.is_current_epoch(epoch) || offset > self.top {
             return Recovery { publications: Vec::new(), recovered: false };
         }
         let publications: Vec<Publication> =
@@ -171,13 +175,19 @@ impl Stream {
         Recovery { publications, recovered }
     }
 
+    /// True when a client's `epoch` names this stream: equal to it, or empty, which
+    /// means "the current one" wherever a position is compared (recovery, history
+    /// `since`), as Centrifugo has it.
+    pub fn is_current_epoch(&self, epoch: &str) -> bool {
+        epoch.is_empty() || epoch == self.epoch
+    }
+
     /// A history page as the `history` command and API method answer it.
     pub fn page(&mut self, query: &HistoryQuery, now: Instant) -> Result<HistoryPage, ErrorCode> {
         self.prune(now);
         let mut selected: Vec<&Publication> = match &query.since {
             Some((offset, epoch)) => {
-                // An empty epoch means "the current one" (as Centrifugo's API has it).
-                if !epoch.is_empty() && *epoch != self.epoch {
+                if !self.is_current_epoch(epoch) {
                     return Err(codes::UNRECOVERABLE_POSITION);
                 }
                 if query.reverse {
@@ -227,6 +237,24 @@ mod tests {
         assert_eq!(offsets(&recovery.publications), vec![3, 4, 5]);
         assert_eq!(stream.recover(5, &epoch, now), Recovery { publications: vec![], recovered: true });
         assert!(!stream.recover(2, "other", now).recovered);
+    }
+
+    #[test]
+    fn an_empty_epoch_is_the_current_one() {
+        let (mut stream, now) = stream_with(3, 10);
+        let recovery = stream.recover(0, "", now);
+        assert!(recovery.recovered, "from the start, epoch \"\"");
+        assert_eq!(offsets(&recovery.publications), vec![1, 2, 3]);
+        let recovery = stream.recover(2, "", now);
+        assert_eq!((offsets(&recovery.publications), recovery.recovered), (vec![3], true));
+        assert_eq!(stream.recover(3, "", now), Recovery { publications: vec![], recovered: true });
+        assert!(!stream.recover(4, "", now).recovered, "past the top: not this stream's position");
+        let page = stream.page(&HistoryQuery { limit: -1, since: Some((1, String::new())), reverse: false }, now).unwrap();
+        assert_eq!(offsets(&page.publications), vec![2, 3]);
+        let (mut trimmed, now) = stream_with(5, 2);
+        let recovery = trimmed.recover(0, "", now);
+        assert!(!recovery.recovered, "offsets 1-3 are gone");
+        assert_eq!(offsets(&recovery.publications), vec![4, 5]);
     }
 
     #[test]

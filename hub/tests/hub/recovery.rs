@@ -22,6 +22,7 @@ both_encodings!(
     server_side_subscriptions_recover_through_connect,
     server_side_subscription_lost_with_its_topic_reconnects_the_client,
     wrong_epoch_or_lost_position_is_not_recovered,
+    an_empty_epoch_recovers_from_the_current_stream,
     topic_failure_makes_subscribers_resubscribe_and_recover,
 );
 
@@ -128,6 +129,49 @@ async fn wrong_epoch_or_lost_position_is_not_recovered(encoding: Encoding) {
     let (mut other, _) = hub.connect(encoding).await;
     let sub = other.subscribe_recover("feed:w", 6, &epoch).await;
     assert!(!sub.recovered, "an offset beyond the top: {sub:?}");
+    hub.shutdown().await;
+}
+
+/// Issue 16, fault 3: `recover` with an empty epoch means the stream's current
+/// epoch (Centrifugo; the SDKs' `since: {offset: 0, epoch: ''}`), for
+/// subscriptions and for history `since`.
+async fn an_empty_epoch_recovers_from_the_current_stream(encoding: Encoding) {
+    let hub = spawn_hub(recovery_config()).await;
+    let mut epoch = String::new();
+    for n in 1..=3 {
+        epoch = hub.publish("feed:e", data(n)).await.epoch;
+        hub.publish("short:e", data(n)).await;
+    }
+    let (mut client, _) = hub.connect(encoding).await;
+    let sub = client.subscribe_recover("feed:e", 0, "").await;
+    assert!(sub.was_recovering && sub.recovered, "from the start of the current stream: {sub:?}");
+    assert_eq!(offsets_and_data(&sub.publications), expected(1..=3));
+    assert_eq!((sub.epoch.as_str(), sub.offset), (epoch.as_str(), 3), "the client learns the real epoch");
+    hub.publish("feed:e", data(4)).await;
+    let publication = client.recv_pub("feed:e").await;
+    assert_eq!((publication.offset, publication.data), (4, data(4)), "live after the recovered, none repeated");
+
+    // From the middle, and from the top.
+    let (mut other, _) = hub.connect(encoding).await;
+    let sub = other.subscribe_recover("feed:e", 2, "").await;
+    assert!(sub.recovered, "{sub:?}");
+    assert_eq!(offsets_and_data(&sub.publications), expected(3..=4));
+    let sub = other.subscribe_recover("short:e", 3, "").await;
+    assert!(sub.recovered && sub.publications.is_empty(), "{sub:?}");
+
+    // Still not recovered when publications are gone (short: history of 3).
+    for n in 4..=6 {
+        hub.publish("short:e", data(n)).await;
+    }
+    let (mut late, _) = hub.connect(encoding).await;
+    let sub = late.subscribe_recover("short:e", 0, "").await;
+    assert!(sub.was_recovering && !sub.recovered, "offsets 1-3 were evicted: {sub:?}");
+
+    // History `since` an empty epoch: the current one.
+    let since = proto::StreamPosition { offset: 1, epoch: String::new() };
+    let history = proto::HistoryRequest { channel: "feed:e".into(), limit: -1, since: Some(since), reverse: false };
+    let page = late.history(history).await.expect("history since an empty epoch");
+    assert_eq!(offsets_and_data(&page.publications), expected(2..=4));
     hub.shutdown().await;
 }
 

@@ -545,6 +545,29 @@ describe('the centrifuge SDK over the HTTP transports (hub --dev)', () => {
       }
     });
 
+    it('resumes from a Last-Event-ID position with an empty epoch as the current epoch', TEST, async () => {
+      // Issue 16, fault 3: an empty epoch is the stream's current one (Centrifugo), so
+      // [[channel, "", 1]] resumes after offset 1 of the current stream.
+      const channel = uniqueChannel('uni-emptyepoch');
+      let epoch;
+      for (let n = 1; n <= 3; n++) ({ epoch } = await publish(hub.apiUrl, channel, { n }));
+      const url = `${hub.url}/connection/uni_sse?channel=${encodeURIComponent(channel)}`;
+      const es = new network.EventSource(url, { headers: { 'Last-Event-ID': JSON.stringify([[channel, '', 1]]) } });
+      const events = uniEvents(es);
+      try {
+        const [sub] = await events.waitFor((e) => e.kind === 'subscribe', 1, 'the subscribe event');
+        assert.equal(sub.body.was_recovering, true, sub.raw);
+        assert.equal(sub.body.recovered, true, `an empty epoch is the current one: ${sub.raw}`);
+        assert.equal(sub.body.epoch, epoch, sub.raw);
+        assert.deepEqual(JSON.parse(sub.id), [[channel, epoch, 1]], `the id stays at the resumed offset, with the real epoch: ${sub.id}`);
+        const pubs = await events.waitFor((e) => e.kind === 'pub', 2, 'the two missed publications');
+        assert.deepEqual(pubs.map((p) => [p.body.offset, p.body.data]), [[2, { n: 2 }], [3, { n: 3 }]]);
+        assert.deepEqual(JSON.parse(pubs[1].id), [[channel, epoch, 3]]);
+      } finally {
+        es.close();
+      }
+    });
+
     it('loses nothing when a resumed stream drops right after its subscribe event', TEST, async () => {
       // A browser keeps the id of the last event it dispatched. If the connection drops
       // after the subscribe event of a resumed stream and before the publications that

@@ -309,6 +309,25 @@ describe('hub --dev with the centrifuge SDK', () => {
         assert.equal(pubs.length, 8);
       });
 
+      it("recovers from the start with since: { offset: 0, epoch: '' } (the current epoch)", TEST, async () => {
+        // Issue 16, fault 3: an empty epoch is the stream's current one, as in Centrifugo.
+        const channel = uniqueChannel(`since-start-${P.name}`);
+        const sent = [1, 2, 3].map((n) => ({ n }));
+        let epoch;
+        for (const data of sent) ({ epoch } = await publish(hub.apiUrl, channel, data));
+        const { client } = await clients.connected();
+        const { sub, ctx } = await subscribe(client, channel, { since: { offset: 0, epoch: '' } }, 'from the start');
+        assert.equal(ctx.wasRecovering, true, 'the SDK asked for recovery');
+        assert.equal(ctx.recovered, true, 'an empty epoch is the current one');
+        assert.equal(ctx.streamPosition?.epoch, epoch);
+        const pubs = await sub.pubs.waitFor(3, 'the three retained publications');
+        assert.deepEqual(pubs.map((p) => ({ offset: p.offset, data: P.decode(p.data) })), sent.map((data, i) => ({ offset: i + 1, data })));
+
+        const res = await withTimeout(sub.history({ limit: 10, since: { offset: 1, epoch: '' } }), 'history since an empty epoch');
+        assert.deepEqual(res.publications.map((p) => p.offset), [2, 3]);
+        assert.equal(res.epoch, epoch);
+      });
+
       it('reports recovered: false when the missed publications are no longer in history', TEST, async () => {
         const channel = uniqueChannel(`lost-${P.name}`);
         const a = await cuttableClient('recovering client');
