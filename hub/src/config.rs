@@ -63,6 +63,18 @@ pub struct Config {
     /// A connection that sends no connect command within this time is closed (3502 stale).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Grace after a connection token's `exp` before the connection is closed with
+    /// 3005 "connection expired", so that an SDK refreshing at `exp` (its `getToken`
+    /// may take a while) keeps its connection. Centrifugo's `client.expired_close_delay`
+    /// (v3/v4 `client_expired_close_delay`), default 25 s there and here. 0 = closed as
+    /// soon as `exp` passes.
+    #[serde(with = "humantime_serde")]
+    pub client_expired_close_delay: Duration,
+    /// The same grace for a subscription token's `exp`, after which the subscription
+    /// ends with unsubscribe 2501 "subscription expired" (the SDK resubscribes with a
+    /// new token). Centrifugo's `client.expired_sub_close_delay`, default 25 s. 0 = none.
+    #[serde(with = "humantime_serde")]
+    pub client_expired_sub_close_delay: Duration,
     /// How long a connection's writer waits after the first queued message
     /// before it writes, so that more messages share one frame and one send
     /// (higher throughput at high message rates, at the cost of this much
@@ -182,6 +194,8 @@ impl Default for Config {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(10),
+            client_expired_close_delay: Duration::from_secs(25),
+            client_expired_sub_close_delay: Duration::from_secs(25),
             write_delay: Duration::ZERO,
             client_outbox_bytes: 1024 * 1024,
             client_recovery_max_publication_limit: 300,

@@ -27,6 +27,8 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "ping_interval",
     "pong_timeout",
     "connect_timeout",
+    "client_expired_close_delay",
+    "client_expired_sub_close_delay",
     "write_delay",
     "client_outbox_bytes",
     "client_recovery_max_publication_limit",

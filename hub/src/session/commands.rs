@@ -12,7 +12,7 @@ use std::time::Duration;
 use protocol::codes::{self, ErrorCode, UnsubscribeCode};
 use protocol::proto::{self, ClientInfo, Command, Push, Reply};
 
-use super::{unix_now, Session, Subscription};
+use super::{ttl_until, Session, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
 use crate::metrics::Metrics;
@@ -134,7 +134,7 @@ impl Session {
             SessionEntry { actor: self.myself.clone(), user: self.user.clone() },
         );
         let ping = node.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
-        let ttl = expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
+        let ttl = expires_at.map(ttl_until);
         let result = proto::ConnectResult {
             client: client.to_string(),
             version: crate::VERSION.to_string(),
@@ -149,8 +149,8 @@ impl Session {
         self.send(&Reply { id, connect: Some(result), ..Default::default() });
         tracing::debug!(%client, user = %self.user, transport = ?self.transport, "connected");
         self.schedule_ping(true);
-        if let Some(ttl) = ttl {
-            self.myself.send_after(Duration::from_secs(ttl as u64 + 1), || super::SessionMsg::ExpiryDue);
+        if let Some(exp) = expires_at {
+            self.schedule_expiry(exp);
         }
         for name in &channels {
             match Channel::parse(name, &node.config) {
@@ -233,7 +233,7 @@ impl Session {
         }
         let recoverable = options.history_enabled() && (options.force_recovery || request.recoverable);
         let recover = request.recover.then(|| (request.offset, request.epoch.clone()));
-        let ttl = expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
+        let ttl = expires_at.map(ttl_until);
         let args = SubscribeArgs { subscriber: self.subscriber(chan_info.clone()), recover, recoverable, ttl, reply: ReplyTarget::Reply(id) };
         node.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await?;
         self.add_subscription(channel, Subscription { server_side: false, expires_at, chan_info });
@@ -242,10 +242,8 @@ impl Session {
     }
 
     fn add_subscription(&mut self, channel: Channel, subscription: Subscription) {
-        if let Some(at) = subscription.expires_at {
-            let delay = Duration::from_secs(at.saturating_sub(unix_now()) + 1);
-            let due = channel.clone();
-            self.myself.send_after(delay, move || super::SessionMsg::SubExpiryDue(due));
+        if let Some(exp) = subscription.expires_at {
+            self.schedule_sub_expiry(channel.clone(), exp);
         }
         Metrics::add(&self.node.metrics.subscriptions, 1);
         self.subs.insert(channel, subscription);
@@ -387,9 +385,9 @@ impl Session {
             return Ok(None);
         }
         self.expires_at = claims.expires_at;
-        let ttl = claims.expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
-        if let Some(ttl) = ttl {
-            self.myself.send_after(Duration::from_secs(ttl as u64 + 1), || super::SessionMsg::ExpiryDue);
+        let ttl = claims.expires_at.map(ttl_until);
+        if let Some(exp) = claims.expires_at {
+            self.schedule_expiry(exp);
         }
         let result = proto::RefreshResult {
             client: self.client_id().to_string(),
@@ -420,13 +418,12 @@ impl Session {
         if claims.channel != channel.as_str() || claims.user != *self.user {
             return Err(codes::PERMISSION_DENIED);
         }
-        let ttl = claims.expires_at.map(|at| at.saturating_sub(unix_now()) as u32);
+        let ttl = claims.expires_at.map(ttl_until);
         if let Some(sub) = self.subs.get_mut(&channel) {
             sub.expires_at = claims.expires_at;
         }
-        if let Some(ttl) = ttl {
-            let due = channel.clone();
-            self.myself.send_after(Duration::from_secs(ttl as u64 + 1), move || super::SessionMsg::SubExpiryDue(due));
+        if let Some(exp) = claims.expires_at {
+            self.schedule_sub_expiry(channel.clone(), exp);
         }
         let result = proto::SubRefreshResult { expires: ttl.is_some(), ttl: ttl.unwrap_or(0) };
         Ok(Some(Reply { sub_refresh: Some(result), ..Default::default() }))

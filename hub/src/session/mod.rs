@@ -2,7 +2,8 @@
 //!
 //! A session is the protocol state machine of one client: connect and
 //! authentication, its subscriptions, heartbeats (server ping, pong deadline),
-//! token expiry, and server-side subscribe/unsubscribe/disconnect. Transports
+//! token expiry (honoured for a grace after `exp`, see [`crate::config::Config`]'s
+//! `client_expired_close_delay`), and server-side subscribe/unsubscribe/disconnect. Transports
 //! hand it decoded commands ([`SessionMsg::Commands`]) and drain its
 //! [`Outbox`]; it writes replies into the outbox, while topics write pushes
 //! there directly.
@@ -55,10 +56,12 @@ pub enum SessionMsg {
     PongDue(u64),
     /// No connect command arrived in time.
     ConnectDue,
-    /// The connection token may have expired.
-    ExpiryDue,
-    /// A subscription token may have expired.
-    SubExpiryDue(Channel),
+    /// The connection token whose `exp` (Unix seconds) this is may be past its
+    /// grace; stale when the connection was refreshed since.
+    ExpiryDue(u64),
+    /// The subscription token whose `exp` this is may be past its grace; stale
+    /// when the subscription was refreshed or ended since.
+    SubExpiryDue(Channel, u64),
 }
 
 /// Which transport carries the session (reported in logs and connect replies).
@@ -165,15 +168,25 @@ impl Actor for SessionActor {
                     session.disconnect(codes::STALE);
                 }
             }
-            SessionMsg::ExpiryDue => {
-                if session.expires_at.is_some_and(|at| at <= unix_now()) {
-                    session.disconnect(codes::EXPIRED_CONNECTION);
+            SessionMsg::ExpiryDue(exp) => {
+                // A refresh since this timer was armed armed another one.
+                if session.expires_at == Some(exp) {
+                    if time_left(exp, session.node.config.client_expired_close_delay).is_zero() {
+                        session.disconnect(codes::EXPIRED_CONNECTION);
+                    } else {
+                        // The wall clock lags the timer (or the deadline is beyond
+                        // one timer): wait for the rest.
+                        session.schedule_expiry(exp);
+                    }
                 }
             }
-            SessionMsg::SubExpiryDue(channel) => {
-                let expired = session.subs.get(&channel).and_then(|s| s.expires_at).is_some_and(|at| at <= unix_now());
-                if expired {
-                    Box::pin(session.server_unsubscribe(channel, codes::UNSUBSCRIBE_EXPIRED)).await;
+            SessionMsg::SubExpiryDue(channel, exp) => {
+                if session.subs.get(&channel).and_then(|s| s.expires_at) == Some(exp) {
+                    if time_left(exp, session.node.config.client_expired_sub_close_delay).is_zero() {
+                        Box::pin(session.server_unsubscribe(channel, codes::UNSUBSCRIBE_EXPIRED)).await;
+                    } else {
+                        session.schedule_sub_expiry(channel, exp);
+                    }
                 }
             }
         }
@@ -248,6 +261,20 @@ impl Session {
         self.schedule_ping(false);
     }
 
+    /// Arms the timer that closes the connection (3005) once its token's `exp`
+    /// (Unix seconds) and `client_expired_close_delay` have passed without a refresh.
+    fn schedule_expiry(&self, exp: u64) {
+        let delay = time_left(exp, self.node.config.client_expired_close_delay);
+        self.myself.send_after(delay, move || SessionMsg::ExpiryDue(exp));
+    }
+
+    /// Arms the timer that ends a subscription (unsubscribe 2501) once its token's
+    /// `exp` and `client_expired_sub_close_delay` have passed without a sub_refresh.
+    fn schedule_sub_expiry(&self, channel: Channel, exp: u64) {
+        let delay = time_left(exp, self.node.config.client_expired_sub_close_delay);
+        self.myself.send_after(delay, move || SessionMsg::SubExpiryDue(channel, exp));
+    }
+
     fn topic_lost(&mut self, channel: Channel) {
         let Some(sub) = self.subs.remove(&channel) else { return };
         Metrics::sub(&self.node.metrics.subscriptions, 1);
@@ -284,4 +311,40 @@ impl Drop for Session {
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The longest single timer a session arms; a later deadline is re-armed when
+/// the timer fires (a token may carry any `exp`, however far away).
+const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Time left until a token with `exp` (Unix seconds) stops being honoured:
+/// `exp + grace` (Centrifugo's `client_expired_close_delay`), zero when past,
+/// at most [`MAX_TIMER`]. Never overflows, whatever `exp` is.
+fn time_left(exp: u64, grace: Duration) -> Duration {
+    let deadline = Duration::from_secs(exp).saturating_add(grace);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    deadline.saturating_sub(now).min(MAX_TIMER)
+}
+
+/// The `ttl` of a connect, subscribe or refresh result: whole seconds from now
+/// until `exp` (the grace is not announced: the SDK refreshes at `ttl`).
+pub(crate) fn ttl_until(exp: u64) -> u32 {
+    exp.saturating_sub(unix_now()).min(u64::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_counts_the_grace_and_never_overflows() {
+        let now = unix_now();
+        assert!(time_left(now.saturating_sub(30), Duration::from_secs(25)).is_zero(), "past exp + grace");
+        let left = time_left(now.saturating_sub(1), Duration::from_secs(25));
+        assert!(left > Duration::from_secs(22) && left <= Duration::from_secs(24), "{left:?}");
+        assert!(time_left(now, Duration::ZERO) <= Duration::from_secs(1));
+        assert_eq!(time_left(u64::MAX, Duration::MAX), MAX_TIMER);
+        assert_eq!(ttl_until(u64::MAX), u32::MAX);
+        assert_eq!(ttl_until(0), 0);
+    }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hub::auth;
+use hub::config::Config;
 use protocol::codes;
 use protocol::proto::{self, ClientInfo};
 use protocol::Encoding;
@@ -175,7 +176,13 @@ async fn subscription_tokens_gate_private_channels(encoding: Encoding) {
 both_encodings!(expired_connections_and_subscriptions_end_unless_refreshed);
 
 async fn expired_connections_and_subscriptions_end_unless_refreshed(encoding: Encoding) {
-    let hub = spawn_hub(token_config()).await;
+    // No grace: closed as soon as `exp` passes (the grace has its own test below).
+    let config = Config {
+        client_expired_close_delay: Duration::ZERO,
+        client_expired_sub_close_delay: Duration::ZERO,
+        ..token_config()
+    };
+    let hub = spawn_hub(config).await;
     let soon = || Some(auth::expires_in(Duration::from_secs(1)));
     let (mut lapsing, connect) =
         hub.connect_with_token(encoding, &connect_token_with(SECRET, "ann", None, &[], soon())).await;
@@ -293,5 +300,71 @@ async fn subscription_tokens_do_not_connect(encoding: Encoding) {
     let (status, body) = crate::helpers::raw_request(addr, &request).await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains(r#""code":101"#) && body.contains("`channel` claim"), "{body}");
+    hub.shutdown().await;
+}
+
+both_encodings!(tokens_are_honoured_for_the_grace_after_exp);
+
+/// Issue 16, fault 10: a connection or subscription token is honoured for
+/// `client_expired_close_delay` / `client_expired_sub_close_delay` after its `exp`
+/// (Centrifugo: 25 s by default), so an SDK whose getToken is slow refreshes in
+/// time; past the grace the connection closes with 3005, the subscription ends with
+/// 2501. Here the graces are 2 s.
+async fn tokens_are_honoured_for_the_grace_after_exp(encoding: Encoding) {
+    const GRACE: Duration = Duration::from_secs(2);
+    let mut config =
+        Config { client_expired_close_delay: GRACE, client_expired_sub_close_delay: GRACE, ..token_config() };
+    // `private:*` without join/leave pushes, so each client hears only its own events.
+    let sealed = hub::config::ChannelOptions { join_leave: false, ..config.namespaces["private"].clone() };
+    config.namespaces.insert("private".into(), sealed);
+    let hub = spawn_hub(config).await;
+    let exp = auth::expires_in(Duration::from_secs(1));
+    let at = |offset: Duration| std::time::UNIX_EPOCH + Duration::from_secs(exp) + offset;
+    let sub_token = |user: &str| {
+        let claims =
+            auth::SubscribeClaims { user: user.into(), channel: "private:grace".into(), expires_at: Some(exp), info: None };
+        auth::sign_subscribe_token(SECRET, &claims).expect("signs")
+    };
+    let mut clients = Vec::new();
+    // The lapsing connection's token outlives its subscription token by a second,
+    // so that the subscription's end is seen before the connection's.
+    for (user, conn_exp) in [("slow", exp), ("lapsing", exp + 1)] {
+        let (mut client, connect) =
+            hub.connect_with_token(encoding, &connect_token_with(SECRET, user, None, &[], Some(conn_exp))).await;
+        assert!(connect.expires && connect.ttl <= 2, "the ttl is until exp, without the grace: {connect:?}");
+        let request = proto::SubscribeRequest { channel: "private:grace".into(), token: sub_token(user), ..Default::default() };
+        let sub = client.subscribe_with(request).await.expect("a valid subscription token");
+        assert!(sub.expires && sub.ttl <= 1, "{sub:?}");
+        clients.push(client);
+    }
+    let (mut slow, mut lapsing) = (clients.remove(0), clients.remove(0));
+
+    // Well past exp (and past the one second the hub used to allow), within the grace.
+    let refresh_at = at(GRACE / 2 + Duration::from_millis(300));
+    tokio::time::sleep(refresh_at.duration_since(std::time::SystemTime::now()).unwrap_or_default()).await;
+    let refresh = proto::RefreshRequest { token: connect_token("slow", None) };
+    let reply = slow.call(proto::Command { refresh: Some(refresh), ..Default::default() }).await;
+    let result = reply.refresh.clone().unwrap_or_else(|| panic!("the refresh is taken during the grace: {reply:?}"));
+    assert!(result.expires && (3590..=3600).contains(&result.ttl), "{result:?}");
+    let sub_refresh = proto::SubRefreshRequest { channel: "private:grace".into(), token: subscribe_token("slow", "private:grace", None) };
+    let reply = slow.call(proto::Command { sub_refresh: Some(sub_refresh), ..Default::default() }).await;
+    let result = reply.sub_refresh.clone().unwrap_or_else(|| panic!("the sub_refresh is taken during the grace: {reply:?}"));
+    assert!(result.expires && (3590..=3600).contains(&result.ttl), "{result:?}");
+    lapsing.ping().await.expect("the lapsing connection is still open during the grace");
+
+    // Past the grace: the lapsing subscription ends with 2501, then the connection
+    // closes with 3005, neither before its token's exp + grace.
+    let push = lapsing.recv_push().await;
+    assert!(std::time::SystemTime::now() >= at(GRACE), "unsubscribed only after exp + grace");
+    assert_eq!((push.channel.as_str(), push.unsubscribe), ("private:grace", Some(codes::UNSUBSCRIBE_EXPIRED.to_proto())));
+    lapsing.ping().await.expect("the connection's own token is still in its grace");
+    let (code, reason) = lapsing.expect_close().await;
+    assert!(std::time::SystemTime::now() >= at(GRACE + Duration::from_secs(1)), "closed only after exp + grace");
+    assert_eq!((code, reason.as_str()), (codes::EXPIRED_CONNECTION.code, "connection expired"));
+    // The refreshed client lives on, subscribed.
+    slow.expect_silence(Duration::from_millis(300)).await;
+    hub.publish("private:grace", data(1)).await;
+    assert_eq!(slow.recv_pub("private:grace").await.data, data(1));
+    slow.ping().await.expect("refreshed during the grace: still connected");
     hub.shutdown().await;
 }
