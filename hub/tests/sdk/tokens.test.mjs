@@ -1,13 +1,16 @@
 // Connection tokens through the centrifuge SDK's `token` option, over JSON and Protobuf:
 // the JWT's `sub` becomes the user and its `info` the connection info that other clients
 // see; a token with a bad signature ends the connection with 3500 "invalid token" and no
-// reconnect.
+// reconnect. Issue 16: a subscription token is not a connection token (3500); a bad
+// subscription token refuses that subscription only (103); a slow getToken refreshes
+// within the grace after `exp` (client_expired_close_delay, 25 s by default); an `rpc`
+// without a handler answers 108.
 
 import { describe, it, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 
-import { PROTOCOLS, Clients, nextEvent, startHub, subscribe, uniqueChannel, withTimeout } from './helpers.mjs';
+import { PROTOCOLS, Clients, nextEvent, publish, record, sleep, startHub, subscribe, uniqueChannel, withTimeout } from './helpers.mjs';
 
 const SECRET = 'sdk-test-secret';
 const TEST = { timeout: 30000 };
@@ -75,6 +78,95 @@ describe('connection tokens with the centrifuge SDK', () => {
         assert.equal(ctx.reason, 'invalid token');
         assert.equal(client.state, 'disconnected');
         assert.deepEqual(connected, [], 'the client never got connected');
+      });
+
+      it('a subscription token is not a connection token: disconnected with 3500, no reconnect', TEST, async () => {
+        // No `exp`: accepted as a connection token it would connect as alice forever.
+        const client = clients.create({ token: jwt({ sub: 'alice', channel: 'chat:a' }) });
+        const disconnected = nextEvent(client, 'disconnected', 'the client to be disconnected for its subscription token');
+        const connected = [];
+        client.on('connected', (ctx) => connected.push(ctx));
+        client.connect();
+        const ctx = await disconnected;
+        assert.deepEqual([ctx.code, ctx.reason], [3500, 'invalid token'], JSON.stringify(ctx));
+        assert.equal(client.state, 'disconnected');
+        assert.deepEqual(connected, [], 'the client never got connected');
+      });
+
+      it('a bad subscription token refuses that subscription only (103); the others go on', TEST, async () => {
+        const keep = uniqueChannel(`keep-${P.name}`, 'chat:');
+        const guarded = uniqueChannel(`guarded-${P.name}`, 'chat:');
+        const { client } = await clients.connected({ token: jwt({ sub: 'alice', exp: inAnHour() }) }, 'alice');
+        const disconnects = record(client, 'disconnected');
+        const { sub: kept } = await subscribe(client, keep, {}, 'the good subscription');
+        for (const [what, token] of [
+          ['a bad signature', jwt({ sub: 'alice', channel: guarded, exp: inAnHour() }, 'not-the-secret')],
+          ['a connection token', jwt({ sub: 'alice', exp: inAnHour() })],
+        ]) {
+          const sub = client.newSubscription(guarded, { token });
+          const unsubscribed = nextEvent(sub, 'unsubscribed', `the subscription with ${what} to be refused`);
+          sub.subscribe();
+          const ctx = await unsubscribed;
+          assert.deepEqual([ctx.code, ctx.reason], [103, 'permission denied'], `${what}: ${JSON.stringify(ctx)}`);
+          client.removeSubscription(sub);
+        }
+        assert.equal(client.state, 'connected');
+        assert.deepEqual(disconnects.items, [], 'the connection never dropped');
+        await publish(hub.apiUrl, keep, { still: 'here' });
+        const [pub] = await kept.pubs.waitFor(1, 'a publication on the other subscription');
+        assert.deepEqual(P.decode(pub.data), { still: 'here' });
+      });
+
+      it('a getToken slower than the time left keeps the connection and the subscription (grace after exp)', TEST, async () => {
+        const channel = uniqueChannel(`grace-${P.name}`, 'chat:');
+        const soon = () => Math.floor(Date.now() / 1000) + 1;
+        const fetches = { connection: 0, subscription: 0 };
+        const { client } = await clients.connected(
+          {
+            token: jwt({ sub: 'alice', exp: soon() }),
+            getToken: async () => {
+              fetches.connection += 1;
+              await sleep(1500);
+              return jwt({ sub: 'alice', exp: inAnHour() });
+            },
+          },
+          'alice',
+        );
+        const disconnects = record(client, 'disconnected');
+        const { sub } = await subscribe(
+          client,
+          channel,
+          {
+            token: jwt({ sub: 'alice', channel, exp: soon() }),
+            getToken: async () => {
+              fetches.subscription += 1;
+              await sleep(1500);
+              return jwt({ sub: 'alice', channel, exp: inAnHour() });
+            },
+          },
+          'the subscription with a token',
+        );
+        const unsubscribes = record(sub, 'unsubscribed');
+        const resubscribes = record(sub, 'subscribing');
+        // exp + 1.5 s of getToken, and then some: the hub used to close one second after exp.
+        await sleep(4000);
+        assert.deepEqual(fetches, { connection: 1, subscription: 1 }, 'each token was refreshed once');
+        assert.deepEqual(disconnects.items, [], 'the connection was never closed');
+        assert.deepEqual(unsubscribes.items, [], 'the subscription never ended');
+        assert.deepEqual(resubscribes.items, [], 'the subscription never had to resubscribe');
+        assert.equal(client.state, 'connected');
+        await publish(hub.apiUrl, channel, { after: 'refresh' });
+        const [pub] = await sub.pubs.waitFor(1, 'a publication after both refreshes');
+        assert.deepEqual(P.decode(pub.data), { after: 'refresh' });
+      });
+
+      it('rpc without an RPC handler answers 108 "not available" (as Centrifugo)', TEST, async () => {
+        const { client } = await clients.connected({ token: jwt({ sub: 'alice', exp: inAnHour() }) }, 'alice');
+        await assert.rejects(withTimeout(client.rpc('sum', P.encode({ a: 1 })), 'the rpc reply'), (err) => {
+          assert.deepEqual([err.code, err.message], [108, 'not available'], JSON.stringify(err));
+          return true;
+        });
+        assert.equal(client.state, 'connected');
       });
     });
   }
