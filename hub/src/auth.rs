@@ -275,7 +275,9 @@ impl TokenVerifier {
                 // Signed and well-formed but expired: a token of the wrong kind is
                 // still invalid rather than expired (the client must not retry it).
                 validation.validate_exp = false;
-                let claims = jsonwebtoken::decode::<RawClaims>(token, key, &validation).map_err(invalid)?.claims;
+                let claims = jsonwebtoken::decode::<RawClaims>(token, key, &validation)
+                    .map_err(invalid)?
+                    .claims;
                 purpose.check(claims)?;
                 Err(TokenError::Expired)
             }

@@ -417,28 +417,59 @@ fn a_token_serves_only_its_purpose() {
     ] {
         let token = hs(Algorithm::HS256, SECRET, claims.clone());
         match v.verify_connect(&token) {
-            Err(TokenError::Invalid(reason)) => assert!(reason.contains("`channel` claim"), "{reason}"),
+            Err(TokenError::Invalid(reason)) => {
+                assert!(reason.contains("`channel` claim"), "{reason}")
+            }
             other => panic!("{claims}: want Invalid, got {other:?}"),
         }
     }
     let signed = sign_subscribe_token(
         SECRET,
-        &SubscribeClaims { user: "alice".into(), channel: "priv:a".into(), expires_at: None, info: None },
+        &SubscribeClaims {
+            user: "alice".into(),
+            channel: "priv:a".into(),
+            expires_at: None,
+            info: None,
+        },
     )
     .unwrap();
-    assert!(matches!(v.verify_connect(&signed), Err(TokenError::Invalid(_))));
+    assert!(matches!(
+        v.verify_connect(&signed),
+        Err(TokenError::Invalid(_))
+    ));
     // A connection token (no `channel`) never subscribes, expired or not.
-    for claims in [json!({"sub": "alice"}), json!({"sub": "alice", "exp": now() - 10})] {
+    for claims in [
+        json!({"sub": "alice"}),
+        json!({"sub": "alice", "exp": now() - 10}),
+    ] {
         let token = hs(Algorithm::HS256, SECRET, claims.clone());
-        assert!(matches!(v.verify_subscribe(&token), Err(TokenError::Invalid(_))), "{claims}");
+        assert!(
+            matches!(v.verify_subscribe(&token), Err(TokenError::Invalid(_))),
+            "{claims}"
+        );
     }
     let signed = sign_connect_token(
         SECRET,
-        &ConnectClaims { user: "alice".into(), expires_at: None, info: None, channels: vec!["priv:a".into()] },
+        &ConnectClaims {
+            user: "alice".into(),
+            expires_at: None,
+            info: None,
+            channels: vec!["priv:a".into()],
+        },
     )
     .unwrap();
-    assert!(matches!(v.verify_subscribe(&signed), Err(TokenError::Invalid(_))));
+    assert!(matches!(
+        v.verify_subscribe(&signed),
+        Err(TokenError::Invalid(_))
+    ));
     // A forged token stays invalid, not expired, whatever its claims.
-    let forged = hs(Algorithm::HS256, "wrong", json!({"sub": "alice", "exp": now() - 10}));
-    assert!(matches!(v.verify_connect(&forged), Err(TokenError::Invalid(_))));
+    let forged = hs(
+        Algorithm::HS256,
+        "wrong",
+        json!({"sub": "alice", "exp": now() - 10}),
+    );
+    assert!(matches!(
+        v.verify_connect(&forged),
+        Err(TokenError::Invalid(_))
+    ));
 }

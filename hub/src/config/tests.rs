@@ -67,8 +67,16 @@ fn defaults() {
     assert_eq!(config.ping_interval, Duration::from_secs(25));
     assert_eq!(config.pong_timeout, Duration::from_secs(8));
     assert_eq!(config.connect_timeout, Duration::from_secs(10));
-    assert_eq!(config.client_expired_close_delay, Duration::from_secs(25), "Centrifugo's default");
-    assert_eq!(config.client_expired_sub_close_delay, Duration::from_secs(25), "Centrifugo's default");
+    assert_eq!(
+        config.client_expired_close_delay,
+        Duration::from_secs(25),
+        "Centrifugo's default"
+    );
+    assert_eq!(
+        config.client_expired_sub_close_delay,
+        Duration::from_secs(25),
+        "Centrifugo's default"
+    );
     assert_eq!(config.client_outbox_bytes, 1_048_576);
     assert_eq!(config.max_frame_bytes, 65_536);
     assert_eq!(config.max_channels_per_client, 128);
@@ -297,16 +305,36 @@ force_recovery = true
 
 #[test]
 fn expiry_graces_come_from_file_and_env_and_may_be_zero() {
-    let (_, result) = load_text("client_expired_close_delay = \"1500ms\"\nclient_expired_sub_close_delay = \"0s\"\n");
+    let (_, result) = load_text(
+        "client_expired_close_delay = \"1500ms\"\nclient_expired_sub_close_delay = \"0s\"\n",
+    );
     let config = result.unwrap();
-    assert_eq!(config.client_expired_close_delay, Duration::from_millis(1500));
-    assert_eq!(config.client_expired_sub_close_delay, Duration::ZERO, "0 = no grace, not an error");
-    let vars = env(&[("HUB_CLIENT_EXPIRED_CLOSE_DELAY", "0s"), ("HUB_CLIENT_EXPIRED_SUB_CLOSE_DELAY", "1m")]);
+    assert_eq!(
+        config.client_expired_close_delay,
+        Duration::from_millis(1500)
+    );
+    assert_eq!(
+        config.client_expired_sub_close_delay,
+        Duration::ZERO,
+        "0 = no grace, not an error"
+    );
+    let vars = env(&[
+        ("HUB_CLIENT_EXPIRED_CLOSE_DELAY", "0s"),
+        ("HUB_CLIENT_EXPIRED_SUB_CLOSE_DELAY", "1m"),
+    ]);
     let config = Config::load_from(&ConfigArgs::default(), vars).unwrap();
     assert_eq!(config.client_expired_close_delay, Duration::ZERO);
-    assert_eq!(config.client_expired_sub_close_delay, Duration::from_secs(60));
+    assert_eq!(
+        config.client_expired_sub_close_delay,
+        Duration::from_secs(60)
+    );
     let (path, message) = error_text("client_expired_close_delay = 5\n");
-    assert!(message.starts_with(&format!("config error in {path}: key \"client_expired_close_delay\": ")), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "config error in {path}: key \"client_expired_close_delay\": "
+        )),
+        "{message}"
+    );
 }
 
 #[test]

@@ -249,7 +249,8 @@ mod tests {
         assert_eq!((offsets(&recovery.publications), recovery.recovered), (vec![3], true));
         assert_eq!(stream.recover(3, "", now), Recovery { publications: vec![], recovered: true });
         assert!(!stream.recover(4, "", now).recovered, "past the top: not this stream's position");
-        let page = stream.page(&HistoryQuery { limit: -1, since: Some((1, String::new())), reverse: false }, now).unwrap();
+        let page =
+            stream.page(&HistoryQuery { limit: -1, since: Some((1, String::new())), reverse: false }, now).unwrap();
         assert_eq!(offsets(&page.publications), vec![2, 3]);
         let (mut trimmed, now) = stream_with(5, 2);
         let recovery = trimmed.recover(0, "", now);

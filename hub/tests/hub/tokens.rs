@@ -296,7 +296,8 @@ async fn subscription_tokens_do_not_connect(encoding: Encoding) {
 
     // Nor a one-way SSE stream.
     let addr = hub.addr;
-    let request = format!("GET /connection/uni_sse?token={forever} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET /connection/uni_sse?token={forever} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     let (status, body) = crate::helpers::raw_request(addr, &request).await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains(r#""code":101"#) && body.contains("`channel` claim"), "{body}");
@@ -321,8 +322,12 @@ async fn tokens_are_honoured_for_the_grace_after_exp(encoding: Encoding) {
     let exp = auth::expires_in(Duration::from_secs(1));
     let at = |offset: Duration| std::time::UNIX_EPOCH + Duration::from_secs(exp) + offset;
     let sub_token = |user: &str| {
-        let claims =
-            auth::SubscribeClaims { user: user.into(), channel: "private:grace".into(), expires_at: Some(exp), info: None };
+        let claims = auth::SubscribeClaims {
+            user: user.into(),
+            channel: "private:grace".into(),
+            expires_at: Some(exp),
+            info: None,
+        };
         auth::sign_subscribe_token(SECRET, &claims).expect("signs")
     };
     let mut clients = Vec::new();
@@ -332,7 +337,8 @@ async fn tokens_are_honoured_for_the_grace_after_exp(encoding: Encoding) {
         let (mut client, connect) =
             hub.connect_with_token(encoding, &connect_token_with(SECRET, user, None, &[], Some(conn_exp))).await;
         assert!(connect.expires && connect.ttl <= 2, "the ttl is until exp, without the grace: {connect:?}");
-        let request = proto::SubscribeRequest { channel: "private:grace".into(), token: sub_token(user), ..Default::default() };
+        let request =
+            proto::SubscribeRequest { channel: "private:grace".into(), token: sub_token(user), ..Default::default() };
         let sub = client.subscribe_with(request).await.expect("a valid subscription token");
         assert!(sub.expires && sub.ttl <= 1, "{sub:?}");
         clients.push(client);
@@ -346,9 +352,12 @@ async fn tokens_are_honoured_for_the_grace_after_exp(encoding: Encoding) {
     let reply = slow.call(proto::Command { refresh: Some(refresh), ..Default::default() }).await;
     let result = reply.refresh.clone().unwrap_or_else(|| panic!("the refresh is taken during the grace: {reply:?}"));
     assert!(result.expires && (3590..=3600).contains(&result.ttl), "{result:?}");
-    let sub_refresh = proto::SubRefreshRequest { channel: "private:grace".into(), token: subscribe_token("slow", "private:grace", None) };
+    let sub_refresh = proto::SubRefreshRequest {
+        channel: "private:grace".into(),
+        token: subscribe_token("slow", "private:grace", None),
+    };
     let reply = slow.call(proto::Command { sub_refresh: Some(sub_refresh), ..Default::default() }).await;
-    let result = reply.sub_refresh.clone().unwrap_or_else(|| panic!("the sub_refresh is taken during the grace: {reply:?}"));
+    let result = reply.sub_refresh.unwrap_or_else(|| panic!("the sub_refresh is taken during the grace: {reply:?}"));
     assert!(result.expires && (3590..=3600).contains(&result.ttl), "{result:?}");
     lapsing.ping().await.expect("the lapsing connection is still open during the grace");
 
@@ -356,7 +365,10 @@ async fn tokens_are_honoured_for_the_grace_after_exp(encoding: Encoding) {
     // closes with 3005, neither before its token's exp + grace.
     let push = lapsing.recv_push().await;
     assert!(std::time::SystemTime::now() >= at(GRACE), "unsubscribed only after exp + grace");
-    assert_eq!((push.channel.as_str(), push.unsubscribe), ("private:grace", Some(codes::UNSUBSCRIBE_EXPIRED.to_proto())));
+    assert_eq!(
+        (push.channel.as_str(), push.unsubscribe),
+        ("private:grace", Some(codes::UNSUBSCRIBE_EXPIRED.to_proto()))
+    );
     lapsing.ping().await.expect("the connection's own token is still in its grace");
     let (code, reason) = lapsing.expect_close().await;
     assert!(std::time::SystemTime::now() >= at(GRACE + Duration::from_secs(1)), "closed only after exp + grace");
