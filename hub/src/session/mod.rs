@@ -169,7 +169,7 @@ impl Actor for SessionActor {
                 }
             }
             SessionMsg::ExpiryDue(exp) => {
-                // A refresh since this timer was armed armed another one.
+                // Stale when a refresh has since armed a timer for a newer `exp`.
                 if session.expires_at == Some(exp) {
                     if time_left(exp, session.node.config.client_expired_close_delay).is_zero() {
                         session.disconnect(codes::EXPIRED_CONNECTION);
