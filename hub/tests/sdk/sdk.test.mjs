@@ -55,6 +55,20 @@ describe('hub --dev with the centrifuge SDK', () => {
         return { client, id, network };
       }
 
+      /**
+       * A cuttable client subscribed to `channel` that got publication 1, then cut off:
+       * resolves once its subscription is back to `subscribing`.
+       */
+      async function subscribedThenCut(channel, a) {
+        const { sub } = await subscribe(a.client, channel, {}, 'recovering subscription');
+        await publish(hub.apiUrl, channel, { seq: 1 });
+        await sub.pubs.waitFor(1, 'the publication made before the cut');
+        const subscribing = nextEvent(sub, 'subscribing', 'the subscription to go back to subscribing after the cut');
+        a.network.cut();
+        await subscribing;
+        return sub;
+      }
+
       it('connects: state connected, a client id, the websocket transport', TEST, async () => {
         const c = clients.create();
         const states = record(c, 'state');
@@ -331,13 +345,7 @@ describe('hub --dev with the centrifuge SDK', () => {
       it('reports recovered: false when the missed publications are no longer in history', TEST, async () => {
         const channel = uniqueChannel(`lost-${P.name}`);
         const a = await cuttableClient('recovering client');
-        const { sub } = await subscribe(a.client, channel, {}, 'recovering subscription');
-        await publish(hub.apiUrl, channel, { seq: 1 });
-        await sub.pubs.waitFor(1, 'the publication made before the cut');
-
-        const subscribing = nextEvent(sub, 'subscribing', 'the subscription to go back to subscribing after the cut');
-        a.network.cut();
-        await subscribing;
+        const sub = await subscribedThenCut(channel, a);
         // More than history keeps: publication 2 is gone when the client comes back.
         for (let seq = 2; seq <= DEV_HISTORY_SIZE + 6; seq++) {
           await publish(hub.apiUrl, channel, { seq });
@@ -365,13 +373,7 @@ describe('hub --dev with the centrifuge SDK', () => {
         const a = await cuttableClient('recovering client');
         const disconnects = record(a.client, 'disconnected');
         const connecting = record(a.client, 'connecting');
-        const { sub } = await subscribe(a.client, channel, {}, 'recovering subscription');
-        await publish(hub.apiUrl, channel, { seq: 1 });
-        await sub.pubs.waitFor(1, 'the publication made before the cut');
-
-        const subscribing = nextEvent(sub, 'subscribing', 'the subscription to go back to subscribing after the cut');
-        a.network.cut();
-        await subscribing;
+        const sub = await subscribedThenCut(channel, a);
         // 30 publications of 60 KB, each legal: 1.8 MB, more than the 1 MiB outbox.
         for (let seq = 2; seq <= 31; seq++) {
           await publish(hub.apiUrl, channel, { seq, pad: 'x'.repeat(60000) });
