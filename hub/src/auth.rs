@@ -188,13 +188,7 @@ impl TokenVerifier {
         let ecdsa =
             pem_key(cfg.ecdsa_public_key.as_deref(), "token.ecdsa_public_key", "an ECDSA", DecodingKey::from_ec_pem)?;
         Ok(TokenVerifier {
-            inner: Arc::new(Keys {
-                hmac,
-                rsa,
-                ecdsa,
-                audience: cfg.audience.clone(),
-                issuer: cfg.issuer.clone(),
-            }),
+            inner: Arc::new(Keys { hmac, rsa, ecdsa, audience: cfg.audience.clone(), issuer: cfg.issuer.clone() }),
         })
     }
 
@@ -234,17 +228,11 @@ impl TokenVerifier {
         let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
         let keys = &*self.inner;
         let (key, family) = match header.alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                (&keys.hmac, "token.hmac_secret")
-            }
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
-                (&keys.rsa, "token.rsa_public_key")
-            }
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => (&keys.hmac, "token.hmac_secret"),
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => (&keys.rsa, "token.rsa_public_key"),
             Algorithm::ES256 | Algorithm::ES384 => (&keys.ecdsa, "token.ecdsa_public_key"),
             other => {
-                return Err(TokenError::Invalid(format!(
-                    "unsupported algorithm {other:?}"
-                )));
+                return Err(TokenError::Invalid(format!("unsupported algorithm {other:?}")));
             }
         };
         let Some(key) = key else {
@@ -275,9 +263,7 @@ impl TokenVerifier {
                 // Signed and well-formed but expired: a token of the wrong kind is
                 // still invalid rather than expired (the client must not retry it).
                 validation.validate_exp = false;
-                let claims = jsonwebtoken::decode::<RawClaims>(token, key, &validation)
-                    .map_err(invalid)?
-                    .claims;
+                let claims = jsonwebtoken::decode::<RawClaims>(token, key, &validation).map_err(invalid)?.claims;
                 purpose.check(claims)?;
                 Err(TokenError::Expired)
             }
@@ -348,10 +334,7 @@ pub fn sign_connect_token(hmac_secret: &str, claims: &ConnectClaims) -> Result<S
 }
 
 /// Signs an HS256 subscription token carrying `claims` (`expires_at` None = no `exp`).
-pub fn sign_subscribe_token(
-    hmac_secret: &str,
-    claims: &SubscribeClaims,
-) -> Result<String, TokenError> {
+pub fn sign_subscribe_token(hmac_secret: &str, claims: &SubscribeClaims) -> Result<String, TokenError> {
     let info = parse_info(claims.info.as_ref())?;
     sign(
         hmac_secret,
@@ -368,17 +351,14 @@ pub fn sign_subscribe_token(
 /// `now + ttl` in Unix seconds, for building `expires_at`.
 pub fn expires_in(ttl: Duration) -> u64 {
     // A clock before 1970 is treated as 1970: the token then simply expires early.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     now.saturating_add(ttl).as_secs()
 }
 
 fn parse_info(info: Option<&Bytes>) -> Result<Option<Box<RawValue>>, TokenError> {
     info.map(|b| {
         let text = std::str::from_utf8(b).map_err(|e| TokenError::Invalid(format!("info: {e}")))?;
-        RawValue::from_string(text.to_owned())
-            .map_err(|e| TokenError::Invalid(format!("info is not JSON: {e}")))
+        RawValue::from_string(text.to_owned()).map_err(|e| TokenError::Invalid(format!("info is not JSON: {e}")))
     })
     .transpose()
 }
@@ -387,12 +367,8 @@ fn sign(hmac_secret: &str, claims: &OutClaims<'_>) -> Result<String, TokenError>
     if hmac_secret.is_empty() {
         return Err(TokenError::Invalid("empty HMAC secret".into()));
     }
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(hmac_secret.as_bytes()),
-    )
-    .map_err(invalid)
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(hmac_secret.as_bytes()))
+        .map_err(invalid)
 }
 
 #[cfg(test)]

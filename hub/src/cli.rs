@@ -74,18 +74,10 @@ mod tests {
 
     #[test]
     fn config_flags_work_before_and_after_the_subcommand() {
-        let cli = Cli::try_parse_from([
-            "hub", "--dev", "gentoken", "--user", "u", "--config", "x.toml",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["hub", "--dev", "gentoken", "--user", "u", "--config", "x.toml"]).unwrap();
         assert!(cli.config.dev);
-        assert_eq!(
-            cli.config.config.as_deref(),
-            Some(std::path::Path::new("x.toml"))
-        );
-        let Some(Command::Gentoken(args)) = cli.command else {
-            panic!("not gentoken")
-        };
+        assert_eq!(cli.config.config.as_deref(), Some(std::path::Path::new("x.toml")));
+        let Some(Command::Gentoken(args)) = cli.command else { panic!("not gentoken") };
         assert_eq!(args.ttl, Duration::from_secs(3600));
     }
 }

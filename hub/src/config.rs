@@ -221,13 +221,7 @@ impl Default for Config {
 pub struct ConfigArgs {
     /// TOML configuration file; its keys override the defaults and are overridden by
     /// HUB_* environment variables and by flags.
-    #[arg(
-        long,
-        short = 'c',
-        value_name = "FILE",
-        env = "HUB_CONFIG",
-        global = true
-    )]
+    #[arg(long, short = 'c', value_name = "FILE", env = "HUB_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on [config: listen, default 127.0.0.1:8000].
     #[arg(long, value_name = "ADDR", global = true)]
@@ -280,11 +274,7 @@ pub enum ConfigError {
     Syntax { origin: String, reason: String },
     /// One key is unknown or has a bad type or value.
     #[error("config error in {origin}: key \"{key}\": {reason}")]
-    Key {
-        origin: String,
-        key: String,
-        reason: String,
-    },
+    Key { origin: String, key: String, reason: String },
     /// Several problems, one per line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Many(Vec<ConfigError>),
@@ -311,9 +301,8 @@ impl Config {
     /// environment and the flags, then validates it.
     pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
         // `std::env::vars` panics on non-Unicode variables; skip those instead.
-        let env = std::env::vars_os().filter_map(|(name, value)| {
-            Some((name.into_string().ok()?, value.into_string().ok()?))
-        });
+        let env =
+            std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
         Config::load_from(args, env)
     }
 
@@ -323,10 +312,8 @@ impl Config {
         I: IntoIterator<Item = (String, String)>,
     {
         if let Some(path) = &args.config {
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Unreadable { path: path.clone(), reason: e.to_string() })?;
         }
         let env = env_layer(env);
         let flags = flags_layer(args);
@@ -354,11 +341,7 @@ impl Config {
             .into_iter()
             .map(|(key, reason)| {
                 let path: Vec<String> = key.split('.').map(str::to_owned).collect();
-                ConfigError::Key {
-                    origin: origin(figment.find_metadata(&key), &path),
-                    key,
-                    reason,
-                }
+                ConfigError::Key { origin: origin(figment.find_metadata(&key), &path), key, reason }
             })
             .collect();
         Err(ConfigError::from_list(errors))
@@ -397,54 +380,23 @@ impl Config {
                 out.push((key.to_owned(), reason.to_owned()));
             }
         };
-        check(
-            !self.node_name.trim().is_empty(),
-            "node_name",
-            "must not be empty",
-        );
+        check(!self.node_name.trim().is_empty(), "node_name", "must not be empty");
         check(
             self.api_key.as_deref() != Some(""),
             "api_key",
             "must not be empty (leave it out to disable the server API)",
         );
-        check(
-            !self.ping_interval.is_zero(),
-            "ping_interval",
-            "must be greater than 0",
-        );
-        check(
-            !self.pong_timeout.is_zero(),
-            "pong_timeout",
-            "must be greater than 0",
-        );
-        check(
-            !self.connect_timeout.is_zero(),
-            "connect_timeout",
-            "must be greater than 0",
-        );
-        check(
-            self.client_outbox_bytes > 0,
-            "client_outbox_bytes",
-            "must be greater than 0",
-        );
-        check(
-            self.max_frame_bytes > 0,
-            "max_frame_bytes",
-            "must be greater than 0",
-        );
-        check(
-            self.max_channels_per_client > 0,
-            "max_channels_per_client",
-            "must be greater than 0",
-        );
-        check(
-            self.max_channel_length > 0,
-            "max_channel_length",
-            "must be greater than 0",
-        );
+        check(!self.ping_interval.is_zero(), "ping_interval", "must be greater than 0");
+        check(!self.pong_timeout.is_zero(), "pong_timeout", "must be greater than 0");
+        check(!self.connect_timeout.is_zero(), "connect_timeout", "must be greater than 0");
+        check(self.client_outbox_bytes > 0, "client_outbox_bytes", "must be greater than 0");
+        check(self.max_frame_bytes > 0, "max_frame_bytes", "must be greater than 0");
+        check(self.max_channels_per_client > 0, "max_channels_per_client", "must be greater than 0");
+        check(self.max_channel_length > 0, "max_channel_length", "must be greater than 0");
         check(self.amqp_shards > 0, "amqp_shards", "must be greater than 0");
         check(
-            !self.amqp_prefix.is_empty() && self.amqp_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            !self.amqp_prefix.is_empty()
+                && self.amqp_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
             "amqp_prefix",
             "must be non-empty ASCII letters, digits, '.', '_' or '-'",
         );
@@ -453,16 +405,8 @@ impl Config {
             "amqp_url",
             "must start with amqp:// or amqps://",
         );
-        check(
-            self.token.audience.as_deref() != Some(""),
-            "token.audience",
-            "must not be empty",
-        );
-        check(
-            self.token.issuer.as_deref() != Some(""),
-            "token.issuer",
-            "must not be empty",
-        );
+        check(self.token.audience.as_deref() != Some(""), "token.audience", "must not be empty");
+        check(self.token.issuer.as_deref() != Some(""), "token.issuer", "must not be empty");
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             out.push(("log_level".into(), format!("not a valid log filter: {e}")));
         }
@@ -474,14 +418,10 @@ impl Config {
             let key = format!("namespaces.{name}");
             if name.is_empty() {
                 out.push((key.clone(), "namespace name must not be empty".into()));
-            } else if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-            {
+            } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
                 out.push((
                     key.clone(),
-                    "namespace name may only hold ASCII letters, digits, '_', '-' and '.' (no ':')"
-                        .into(),
+                    "namespace name may only hold ASCII letters, digits, '_', '-' and '.' (no ':')".into(),
                 ));
             }
             channel_problems(&key, options, &mut out);
@@ -496,8 +436,7 @@ fn channel_problems(prefix: &str, options: &ChannelOptions, out: &mut Vec<(Strin
     if has_size != has_ttl {
         out.push((
             format!("{prefix}.history_size"),
-            "history_size and history_ttl must both be set (history on) or both be 0 (history off)"
-                .into(),
+            "history_size and history_ttl must both be set (history on) or both be 0 (history off)".into(),
         ));
     }
     if options.force_recovery && !options.history_enabled() {

@@ -39,11 +39,18 @@ pub fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> b
 }
 
 fn forbidden() -> HttpResponse {
-    crate::http_error::response(actix_web::http::StatusCode::FORBIDDEN, protocol::codes::PERMISSION_DENIED.code, "origin not allowed")
+    crate::http_error::response(
+        actix_web::http::StatusCode::FORBIDDEN,
+        protocol::codes::PERMISSION_DENIED.code,
+        "origin not allowed",
+    )
 }
 
 /// The middleware (`App::wrap(from_fn(cors::middleware))`).
-pub async fn middleware(request: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn middleware(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
     };
@@ -54,7 +61,8 @@ pub async fn middleware(request: ServiceRequest, next: Next<impl MessageBody + '
         }
         None => false,
     };
-    let preflight = request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let preflight =
+        request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if !allowed {
         let (http, _) = request.into_parts();
         return Ok(ServiceResponse::new(http, forbidden()));

@@ -92,9 +92,12 @@ pub async fn middleware(
     }
     // actix-web's own refusal: its error says why; otherwise the status does.
     // The only bodies actix-web bounds itself are the transports' POSTs.
-    let body_limit = response.request().app_data::<web::Data<Arc<Node>>>().map(|node| node.config.transport_body_limit());
+    let body_limit =
+        response.request().app_data::<web::Data<Arc<Node>>>().map(|node| node.config.transport_body_limit());
     let message = match (status, body_limit, response.response().error()) {
-        (StatusCode::PAYLOAD_TOO_LARGE, Some(limit), _) => format!("limit exceeded: request body larger than {limit} bytes"),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some(limit), _) => {
+            format!("limit exceeded: request body larger than {limit} bytes")
+        }
         (_, _, Some(error)) => error.to_string(),
         _ => status.canonical_reason().unwrap_or("refused").to_lowercase(),
     };

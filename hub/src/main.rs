@@ -55,9 +55,7 @@ async fn serve(config: Config) -> ExitCode {
         || config.token.rsa_public_key.is_some()
         || config.token.ecdsa_public_key.is_some();
     if !config.allow_anonymous && !has_key {
-        tracing::warn!(
-            "allow_anonymous is off and no token key is configured: no client can connect"
-        );
+        tracing::warn!("allow_anonymous is off and no token key is configured: no client can connect");
     }
     match hub::server::run(config).await {
         Ok(()) => {
@@ -74,11 +72,11 @@ async fn serve(config: Config) -> ExitCode {
 /// Logs go to stderr; the filter is RUST_LOG when set, else `config.log_level`.
 fn init_tracing(config: &Config) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-            .map_err(|e| format!("RUST_LOG: not a valid log filter: {e}"))?,
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::try_new(&directives).map_err(|e| format!("RUST_LOG: not a valid log filter: {e}"))?
+        }
         // log_level was validated when the config loaded.
-        _ => EnvFilter::try_new(&config.log_level)
-            .map_err(|e| format!("config error: key \"log_level\": {e}"))?,
+        _ => EnvFilter::try_new(&config.log_level).map_err(|e| format!("config error: key \"log_level\": {e}"))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -101,21 +99,11 @@ fn gentoken(config: &Config, args: &GentokenArgs) -> ExitCode {
     let token = match &args.channel {
         Some(channel) => auth::sign_subscribe_token(
             secret,
-            &SubscribeClaims {
-                user: args.user.clone(),
-                channel: channel.clone(),
-                expires_at,
-                info,
-            },
+            &SubscribeClaims { user: args.user.clone(), channel: channel.clone(), expires_at, info },
         ),
         None => auth::sign_connect_token(
             secret,
-            &ConnectClaims {
-                user: args.user.clone(),
-                expires_at,
-                info,
-                channels: args.channels.clone(),
-            },
+            &ConnectClaims { user: args.user.clone(), expires_at, info, channels: args.channels.clone() },
         ),
     };
     match token {
@@ -131,11 +119,7 @@ fn gentoken(config: &Config, args: &GentokenArgs) -> ExitCode {
 }
 
 fn checkconfig(config: &Config, args: &CheckconfigArgs) -> ExitCode {
-    let shown = if args.show_secrets {
-        config.clone()
-    } else {
-        config.redacted()
-    };
+    let shown = if args.show_secrets { config.clone() } else { config.redacted() };
     match toml::to_string_pretty(&shown) {
         Ok(text) => {
             print!("{text}");

@@ -95,15 +95,30 @@ pub fn exposition(node: &Node) -> String {
         .map(|((kind, _), label)| (label.as_str(), Metrics::get(&metrics.sessions_started[transport_index(*kind)])))
         .collect();
     family("hub_sessions_started_total", "counter", "Sessions started, per transport.", &started);
-    family("hub_publications_total", "counter", "Publications accepted into channels sequenced here.", &[("", Metrics::get(&metrics.publications))]);
+    family(
+        "hub_publications_total",
+        "counter",
+        "Publications accepted into channels sequenced here.",
+        &[("", Metrics::get(&metrics.publications))],
+    );
     family(
         "hub_slow_disconnects_total",
         "counter",
         "Clients closed with 3008 because their outbox was full.",
         &[("", Metrics::get(&metrics.slow_disconnects))],
     );
-    family("hub_topic_restarts_total", "counter", "Topic actors that failed and were restarted.", &[("", Metrics::get(&metrics.topic_restarts))]);
-    family("hub_session_failures_total", "counter", "Session actors that failed.", &[("", Metrics::get(&metrics.session_failures))]);
+    family(
+        "hub_topic_restarts_total",
+        "counter",
+        "Topic actors that failed and were restarted.",
+        &[("", Metrics::get(&metrics.topic_restarts))],
+    );
+    family(
+        "hub_session_failures_total",
+        "counter",
+        "Session actors that failed.",
+        &[("", Metrics::get(&metrics.session_failures))],
+    );
     if let Some(cluster) = node.cluster() {
         let nodes = cluster.live_nodes().len() as u64 + 1;
         family("hub_cluster_nodes", "gauge", "Live nodes of the cluster, this one included.", &[("", nodes)]);

@@ -226,7 +226,12 @@ impl Node {
     ///
     /// Refused with [`crate::limits::PUBLICATION_TOO_LARGE`] (106) when its
     /// push could not be delivered to a client (`client_outbox_bytes`).
-    pub async fn publish_to(&self, channel: &Channel, options: &ChannelOptions, args: PublishArgs) -> Result<Position, ErrorCode> {
+    pub async fn publish_to(
+        &self,
+        channel: &Channel,
+        options: &ChannelOptions,
+        args: PublishArgs,
+    ) -> Result<Position, ErrorCode> {
         let publication = Publication {
             data: args.data.clone(),
             info: args.info.clone(),
@@ -313,7 +318,8 @@ impl Node {
     /// server-side, on every node.
     pub fn subscribe_user(&self, user: &str, channel: &str, client: Option<&str>) -> Result<(), ErrorCode> {
         Channel::parse(channel, &self.config)?;
-        let envelope = Envelope::SubscribeUser { user: user.into(), channel: channel.into(), client: client.map(Into::into) };
+        let envelope =
+            Envelope::SubscribeUser { user: user.into(), channel: channel.into(), client: client.map(Into::into) };
         if !self.everywhere(envelope) {
             self.local_subscribe_user(user, channel, client)?;
         }
@@ -331,7 +337,8 @@ impl Node {
     /// Unsubscribes the user's connections (or one of them) from `channel`, on every node.
     pub fn unsubscribe_user(&self, user: &str, channel: &str, client: Option<&str>) -> Result<(), ErrorCode> {
         Channel::parse(channel, &self.config)?;
-        let envelope = Envelope::UnsubscribeUser { user: user.into(), channel: channel.into(), client: client.map(Into::into) };
+        let envelope =
+            Envelope::UnsubscribeUser { user: user.into(), channel: channel.into(), client: client.map(Into::into) };
         if !self.everywhere(envelope) {
             self.local_unsubscribe_user(user, channel, client)?;
         }
@@ -379,7 +386,9 @@ impl Node {
         let mut out = BTreeMap::new();
         for name in self.topics.channels() {
             if let Some(topic) = self.topics.lookup(&name) {
-                if let Ok(ractor::rpc::CallResult::Success(n)) = topic.call(TopicMsg::Count, Some(Duration::from_secs(5))).await {
+                if let Ok(ractor::rpc::CallResult::Success(n)) =
+                    topic.call(TopicMsg::Count, Some(Duration::from_secs(5))).await
+                {
                     if n > 0 {
                         out.insert(name.to_string(), n as u32);
                     }
@@ -428,7 +437,12 @@ impl Actor for SessionSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, _: ActorRef<()>, event: SupervisionEvent, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, error) = event {
             Metrics::inc(&self.metrics.session_failures);
             tracing::error!(actor = %cell.get_id(), %error, "session failed");

@@ -337,7 +337,10 @@ mod tests {
         // A close is not delayed.
         outbox.close(codes::SHUTDOWN);
         let mut builder = FrameBuilder::new(Encoding::Json);
-        assert_eq!(outbox.next_after(&mut builder, std::time::Duration::from_secs(60)).await, Next::Close(codes::SHUTDOWN));
+        assert_eq!(
+            outbox.next_after(&mut builder, std::time::Duration::from_secs(60)).await,
+            Next::Close(codes::SHUTDOWN)
+        );
     }
 
     #[tokio::test]

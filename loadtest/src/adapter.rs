@@ -112,10 +112,7 @@ pub fn channel_name(index: u32) -> String {
 
 fn ws_config() -> WebSocketConfig {
     // Small buffers: 18,000 connections at the default 128 KiB each would be 2 GiB.
-    WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(64 << 20))
+    WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0).max_message_size(Some(64 << 20))
 }
 
 /// Opens a WebSocket from `source` (when given) to `url`.
@@ -124,24 +121,12 @@ pub async fn open_ws(url: &str, source: Option<IpAddr>) -> Result<Ws> {
     let uri = request.uri();
     let host = uri.host().context("url without host")?.to_string();
     let port = uri.port_u16().unwrap_or(80);
-    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-        .await?
-        .next()
-        .context("no address")?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("no address")?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(ip) = source {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .with_context(|| format!("bind {ip}"))?;
+        socket.bind(SocketAddr::new(ip, 0)).with_context(|| format!("bind {ip}"))?;
     }
-    let stream = socket
-        .connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
+    let stream = socket.connect(addr).await.with_context(|| format!("connect {addr}"))?;
     stream.set_nodelay(true)?;
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()))
         .await
@@ -158,12 +143,7 @@ fn text(message: &Message) -> &[u8] {
 }
 
 /// Reads until a data frame satisfies `done`, answering heartbeats on the way.
-async fn expect(
-    ws: &mut Ws,
-    proto: Proto,
-    what: &str,
-    mut done: impl FnMut(&[u8]) -> bool,
-) -> Result<()> {
+async fn expect(ws: &mut Ws, proto: Proto, what: &str, mut done: impl FnMut(&[u8]) -> bool) -> Result<()> {
     let wait = async {
         while let Some(message) = ws.next().await {
             let message = message?;
@@ -180,9 +160,7 @@ async fn expect(
         }
         bail!("connection ended while waiting for {what}")
     };
-    tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .map_err(|_| anyhow!("timed out waiting for {what}"))?
+    tokio::time::timeout(Duration::from_secs(30), wait).await.map_err(|_| anyhow!("timed out waiting for {what}"))?
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -190,17 +168,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Connects and subscribes to `channel`; returns once the subscription is confirmed.
-pub async fn subscribe(
-    target: &Target,
-    url: &str,
-    source: Option<IpAddr>,
-    channel: &str,
-) -> Result<Ws> {
+pub async fn subscribe(target: &Target, url: &str, source: Option<IpAddr>, channel: &str) -> Result<Ws> {
     let proto = target.proto;
     let mut ws = open_ws(url, source).await?;
     match proto {
         Proto::Hub => {
-            let frame = format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}");
+            let frame =
+                format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}");
             ws.send(Message::text(frame)).await?;
             let mut refused = None;
             expect(&mut ws, proto, "subscribe reply", |data| {
@@ -220,21 +194,11 @@ pub async fn subscribe(
             expect(&mut ws, proto, "OK", |data| data == b"OK").await?;
         }
         Proto::Socketio => {
-            expect(&mut ws, proto, "engine.io open", |data| {
-                data.first() == Some(&b'0')
-            })
-            .await?;
+            expect(&mut ws, proto, "engine.io open", |data| data.first() == Some(&b'0')).await?;
             ws.send(Message::text("40")).await?;
-            expect(&mut ws, proto, "namespace connect", |data| {
-                data.starts_with(b"40")
-            })
-            .await?;
-            ws.send(Message::text(format!("42[\"sub\",\"{channel}\"]")))
-                .await?;
-            expect(&mut ws, proto, "subok", |data| {
-                data.starts_with(b"42[\"subok\"")
-            })
-            .await?;
+            expect(&mut ws, proto, "namespace connect", |data| data.starts_with(b"40")).await?;
+            ws.send(Message::text(format!("42[\"sub\",\"{channel}\"]"))).await?;
+            expect(&mut ws, proto, "subok", |data| data.starts_with(b"42[\"subok\"")).await?;
         }
         Proto::Nats => {
             expect(&mut ws, proto, "INFO", |data| data.starts_with(b"INFO")).await?;
@@ -243,33 +207,21 @@ pub async fn subscribe(
             expect(&mut ws, proto, "PONG", |data| contains(data, b"PONG")).await?;
         }
         Proto::Stomp => {
-            ws.send(Message::text("CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\nheart-beat:0,0\n\n\0")).await?;
-            expect(&mut ws, proto, "CONNECTED", |data| {
-                data.starts_with(b"CONNECTED")
-            })
+            ws.send(Message::text(
+                "CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\nheart-beat:0,0\n\n\0",
+            ))
             .await?;
-            let frame = format!(
-                "SUBSCRIBE\nid:0\ndestination:/topic/{channel}\nack:auto\nreceipt:sub\n\n\0"
-            );
+            expect(&mut ws, proto, "CONNECTED", |data| data.starts_with(b"CONNECTED")).await?;
+            let frame = format!("SUBSCRIBE\nid:0\ndestination:/topic/{channel}\nack:auto\nreceipt:sub\n\n\0");
             ws.send(Message::text(frame)).await?;
-            expect(&mut ws, proto, "RECEIPT", |data| {
-                data.starts_with(b"RECEIPT")
-            })
-            .await?;
+            expect(&mut ws, proto, "RECEIPT", |data| data.starts_with(b"RECEIPT")).await?;
         }
         Proto::Pusher => {
-            expect(&mut ws, proto, "connection_established", |data| {
-                contains(data, b"pusher:connection_established")
-            })
-            .await?;
-            let frame = format!(
-                "{{\"event\":\"pusher:subscribe\",\"data\":{{\"channel\":\"{channel}\"}}}}"
-            );
+            expect(&mut ws, proto, "connection_established", |data| contains(data, b"pusher:connection_established"))
+                .await?;
+            let frame = format!("{{\"event\":\"pusher:subscribe\",\"data\":{{\"channel\":\"{channel}\"}}}}");
             ws.send(Message::text(frame)).await?;
-            expect(&mut ws, proto, "subscription_succeeded", |data| {
-                contains(data, b"subscription_succeeded")
-            })
-            .await?;
+            expect(&mut ws, proto, "subscription_succeeded", |data| contains(data, b"subscription_succeeded")).await?;
         }
     }
     Ok(ws)
@@ -289,31 +241,18 @@ pub fn heartbeat_answer(proto: Proto, data: &[u8]) -> Option<Message> {
         }
         Proto::Socketio => (data == b"2").then(|| Message::text("3")),
         Proto::Nats => contains(data, b"PING\r\n").then(|| Message::binary(b"PONG\r\n".to_vec())),
-        Proto::Pusher => contains(data, b"pusher:ping")
-            .then(|| Message::text("{\"event\":\"pusher:pong\",\"data\":{}}")),
+        Proto::Pusher => {
+            contains(data, b"pusher:ping").then(|| Message::text("{\"event\":\"pusher:pong\",\"data\":{}}"))
+        }
         Proto::Ws | Proto::Stomp => None,
     }
 }
 
 /// Publishes batches of `(channel name, payload)`.
 pub enum Publisher {
-    Http {
-        conn: HttpConn,
-        path: &'static str,
-        key: String,
-        parallel: bool,
-    },
-    Pusher {
-        conn: HttpConn,
-        key: String,
-        app_id: String,
-        secret: String,
-    },
-    Ws {
-        proto: Proto,
-        sink: Arc<Mutex<SplitSink<Ws, Message>>>,
-        next_id: u64,
-    },
+    Http { conn: HttpConn, path: &'static str, key: String, parallel: bool },
+    Pusher { conn: HttpConn, key: String, app_id: String, secret: String },
+    Ws { proto: Proto, sink: Arc<Mutex<SplitSink<Ws, Message>>>, next_id: u64 },
     Amqp(Box<crate::amqp::AmqpPublisher>),
 }
 
@@ -327,12 +266,8 @@ impl Publisher {
                 parallel: target.api_parallel,
             }),
             (Proto::Hub, HubPublisher::Amqp) => Ok(Publisher::Amqp(Box::new(
-                crate::amqp::AmqpPublisher::connect(
-                    &target.amqp_url,
-                    &target.amqp_exchange,
-                    target.amqp_inflight,
-                )
-                .await?,
+                crate::amqp::AmqpPublisher::connect(&target.amqp_url, &target.amqp_exchange, target.amqp_inflight)
+                    .await?,
             ))),
             (Proto::Pusher, _) => Ok(Publisher::Pusher {
                 conn: HttpConn::connect(&target.api).await?,
@@ -344,18 +279,10 @@ impl Publisher {
                 let ws = open_ws(&target.url, None).await?;
                 let (sink, stream) = ws.split();
                 let sink = Arc::new(Mutex::new(sink));
-                let mut ws = PublisherConn {
-                    proto,
-                    sink: sink.clone(),
-                    stream,
-                };
+                let mut ws = PublisherConn { proto, sink: sink.clone(), stream };
                 ws.handshake().await?;
                 tokio::spawn(ws.drain());
-                Ok(Publisher::Ws {
-                    proto,
-                    sink,
-                    next_id: 1,
-                })
+                Ok(Publisher::Ws { proto, sink, next_id: 1 })
             }
         }
     }
@@ -364,43 +291,26 @@ impl Publisher {
     pub async fn publish(&mut self, batch: &[(String, String)]) -> Result<()> {
         match self {
             Publisher::Amqp(amqp) => amqp.publish(batch).await?,
-            Publisher::Http {
-                conn,
-                path,
-                key,
-                parallel,
-            } => {
+            Publisher::Http { conn, path, key, parallel } => {
                 let mut body = String::with_capacity(batch.len() * 160 + 16);
                 body.push_str("{\"commands\":[");
                 for (i, (channel, payload)) in batch.iter().enumerate() {
                     if i > 0 {
                         body.push(',');
                     }
-                    body.push_str(&format!(
-                        "{{\"publish\":{{\"channel\":\"{channel}\",\"data\":{payload}}}}}"
-                    ));
+                    body.push_str(&format!("{{\"publish\":{{\"channel\":\"{channel}\",\"data\":{payload}}}}}"));
                 }
                 body.push(']');
                 if *parallel {
                     body.push_str(",\"parallel\":true");
                 }
                 body.push('}');
-                let (status, answer) = conn
-                    .post(path, &[("X-API-Key", key)], body.as_bytes())
-                    .await?;
+                let (status, answer) = conn.post(path, &[("X-API-Key", key)], body.as_bytes()).await?;
                 if status != 200 || contains(&answer, b"\"error\"") {
-                    bail!(
-                        "publish failed: {status} {}",
-                        String::from_utf8_lossy(&answer[..answer.len().min(300)])
-                    );
+                    bail!("publish failed: {status} {}", String::from_utf8_lossy(&answer[..answer.len().min(300)]));
                 }
             }
-            Publisher::Pusher {
-                conn,
-                key,
-                app_id,
-                secret,
-            } => {
+            Publisher::Pusher { conn, key, app_id, secret } => {
                 // Pusher caps a batch at 10 events.
                 for chunk in batch.chunks(10) {
                     let events: Vec<serde_json::Value> = chunk
@@ -410,21 +320,13 @@ impl Publisher {
                     let body = serde_json::to_vec(&serde_json::json!({ "batch": events }))?;
                     let path = format!("/apps/{app_id}/batch_events");
                     let query = pusher_query(key, secret, "POST", &path, &body);
-                    let (status, answer) =
-                        conn.post(&format!("{path}?{query}"), &[], &body).await?;
+                    let (status, answer) = conn.post(&format!("{path}?{query}"), &[], &body).await?;
                     if status != 200 {
-                        bail!(
-                            "pusher publish failed: {status} {}",
-                            String::from_utf8_lossy(&answer)
-                        );
+                        bail!("pusher publish failed: {status} {}", String::from_utf8_lossy(&answer));
                     }
                 }
             }
-            Publisher::Ws {
-                proto,
-                sink,
-                next_id,
-            } => {
+            Publisher::Ws { proto, sink, next_id } => {
                 let mut sink = sink.lock().await;
                 let proto = *proto;
                 match proto {
@@ -432,8 +334,7 @@ impl Publisher {
                         let mut frame = Vec::with_capacity(batch.len() * 140);
                         for (channel, payload) in batch {
                             frame.extend_from_slice(
-                                format!("PUB {channel} {}\r\n{payload}\r\n", payload.len())
-                                    .as_bytes(),
+                                format!("PUB {channel} {}\r\n{payload}\r\n", payload.len()).as_bytes(),
                             );
                         }
                         sink.send(Message::binary(frame)).await?;
@@ -445,7 +346,10 @@ impl Publisher {
                                 frame.push('\n');
                             }
                             *next_id += 1;
-                            frame.push_str(&format!("{{\"id\":{},\"publish\":{{\"channel\":\"{channel}\",\"data\":{payload}}}}}", *next_id));
+                            frame.push_str(&format!(
+                                "{{\"id\":{},\"publish\":{{\"channel\":\"{channel}\",\"data\":{payload}}}}}",
+                                *next_id
+                            ));
                         }
                         sink.send(Message::text(frame)).await?;
                     }
@@ -454,7 +358,9 @@ impl Publisher {
                             let message = match proto {
                                 Proto::Ws => format!("P{channel} {payload}"),
                                 Proto::Socketio => format!("42[\"pub\",\"{channel}\",{payload}]"),
-                                Proto::Stomp => format!("SEND\ndestination:/topic/{channel}\ncontent-type:application/json\n\n{payload}\0"),
+                                Proto::Stomp => format!(
+                                    "SEND\ndestination:/topic/{channel}\ncontent-type:application/json\n\n{payload}\0"
+                                ),
                                 _ => unreachable!("handled above"),
                             };
                             sink.feed(Message::text(message)).await?;
@@ -498,29 +404,26 @@ impl PublisherConn {
     async fn handshake(&mut self) -> Result<()> {
         match self.proto {
             Proto::Hub => {
-                self.send(Message::text("{\"id\":1,\"connect\":{}}"))
-                    .await?;
-                self.wait("connect reply", |d| contains(d, b"\"id\":1"))
-                    .await?;
+                self.send(Message::text("{\"id\":1,\"connect\":{}}")).await?;
+                self.wait("connect reply", |d| contains(d, b"\"id\":1")).await?;
             }
             Proto::Socketio => {
-                self.wait("engine.io open", |d| d.first() == Some(&b'0'))
-                    .await?;
+                self.wait("engine.io open", |d| d.first() == Some(&b'0')).await?;
                 self.send(Message::text("40")).await?;
-                self.wait("namespace connect", |d| d.starts_with(b"40"))
-                    .await?;
+                self.wait("namespace connect", |d| d.starts_with(b"40")).await?;
             }
             Proto::Nats => {
                 self.wait("INFO", |d| d.starts_with(b"INFO")).await?;
                 let hello = "CONNECT {\"verbose\":false,\"pedantic\":false,\"lang\":\"rust\",\"version\":\"0\",\"protocol\":1}\r\nPING\r\n";
-                self.send(Message::binary(hello.as_bytes().to_vec()))
-                    .await?;
+                self.send(Message::binary(hello.as_bytes().to_vec())).await?;
                 self.wait("PONG", |d| contains(d, b"PONG")).await?;
             }
             Proto::Stomp => {
-                self.send(Message::text("CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\nheart-beat:0,0\n\n\0")).await?;
-                self.wait("CONNECTED", |d| d.starts_with(b"CONNECTED"))
-                    .await?;
+                self.send(Message::text(
+                    "CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\nheart-beat:0,0\n\n\0",
+                ))
+                .await?;
+                self.wait("CONNECTED", |d| d.starts_with(b"CONNECTED")).await?;
             }
             Proto::Ws | Proto::Pusher => {}
         }
@@ -531,10 +434,7 @@ impl PublisherConn {
         while let Some(Ok(message)) = self.stream.next().await {
             let data = text(&message);
             if self.proto == Proto::Hub && contains(data, b"\"error\"") {
-                eprintln!(
-                    "publisher: {}",
-                    String::from_utf8_lossy(&data[..data.len().min(300)])
-                );
+                eprintln!("publisher: {}", String::from_utf8_lossy(&data[..data.len().min(300)]));
             }
             if let Some(answer) = heartbeat_answer(self.proto, data) {
                 if self.send(answer).await.is_err() {
@@ -547,17 +447,12 @@ impl PublisherConn {
 
 /// The query string of a signed Pusher HTTP API request.
 fn pusher_query(key: &str, secret: &str, method: &str, path: &str, body: &[u8]) -> String {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let body_md5 = hex::encode(md5::Md5::digest(body));
-    let query =
-        format!("auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={body_md5}");
+    let query = format!("auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={body_md5}");
     let to_sign = format!("{method}\n{path}\n{query}");
     // HMAC accepts keys of any length.
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(to_sign.as_bytes());
     let signature = hex::encode(mac.finalize().into_bytes());
     format!("{query}&auth_signature={signature}")

@@ -34,16 +34,11 @@ pub struct AmqpPublisher {
 
 impl AmqpPublisher {
     pub async fn connect(url: &str, exchange: &str, inflight: usize) -> Result<AmqpPublisher> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name("loadtest publisher".to_string().into());
-        let connection = Connection::connect(url, properties)
-            .await
-            .with_context(|| format!("AMQP connect {}", redact(url)))?;
+        let properties = ConnectionProperties::default().with_connection_name("loadtest publisher".to_string().into());
+        let connection =
+            Connection::connect(url, properties).await.with_context(|| format!("AMQP connect {}", redact(url)))?;
         let channel = connection.create_channel().await.context("AMQP channel")?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .context("AMQP confirm mode")?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.context("AMQP confirm mode")?;
         let (confirms, mut pending) = mpsc::channel::<PublisherConfirm>(inflight.max(1));
         let waiter = tokio::spawn(async move {
             let mut out = Confirms::default();
@@ -76,11 +71,7 @@ impl AmqpPublisher {
     pub async fn publish(&mut self, batch: &[(String, String)]) -> Result<()> {
         for (channel, payload) in batch {
             // Waits for a slot first, so at most `inflight` are unconfirmed.
-            let permit = self
-                .confirms
-                .reserve()
-                .await
-                .context("AMQP confirm waiter gone")?;
+            let permit = self.confirms.reserve().await.context("AMQP confirm waiter gone")?;
             let confirm = self
                 .channel
                 .basic_publish(

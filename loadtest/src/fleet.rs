@@ -31,11 +31,9 @@ pub struct Ready {
 pub fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg:<14} [{bar:30}] {pos}/{len} {elapsed_precise} {per_sec}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} {msg:<14} [{bar:30}] {pos}/{len} {elapsed_precise} {per_sec}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     bar
@@ -43,13 +41,7 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 
 impl Fleet {
     /// Splits `total` connections over `common.processes` workers and starts them.
-    pub async fn start(
-        common: &Common,
-        kind: Kind,
-        total: usize,
-        channels: u32,
-        backoff_ms: u64,
-    ) -> Result<Fleet> {
+    pub async fn start(common: &Common, kind: Kind, total: usize, channels: u32, backoff_ms: u64) -> Result<Fleet> {
         // Worker events (control plane, bounded per run: see `worker::spawn_local`).
         let (tx, events) = mpsc::unbounded_channel();
         let workers = common.processes.max(1);
@@ -76,12 +68,7 @@ impl Fleet {
             };
             links.push(link);
         }
-        let mut fleet = Fleet {
-            stats: vec![Stats::default(); workers],
-            links,
-            events,
-            total,
-        };
+        let mut fleet = Fleet { stats: vec![Stats::default(); workers], links, events, total };
         let mut hello = 0;
         while hello < workers {
             if let (_, Ev::Hello) = fleet.next().await? {
@@ -149,25 +136,11 @@ impl Fleet {
         let bar = progress(self.total as u64, "connecting");
         let started = Instant::now();
         self.send(Ctl::Go);
-        let mut ready = Ready {
-            connected: 0,
-            failed: 0,
-            first_error: None,
-            secs: 0.0,
-            connect: histogram(),
-        };
+        let mut ready = Ready { connected: 0, failed: 0, first_error: None, secs: 0.0, connect: histogram() };
         let mut pending = self.links.len();
         while pending > 0 {
             match self.next_within(Duration::from_millis(200)).await? {
-                Some((
-                    _,
-                    Ev::Ready {
-                        connected,
-                        failed,
-                        first_error,
-                        connect,
-                    },
-                )) => {
+                Some((_, Ev::Ready { connected, failed, first_error, connect })) => {
                     pending -= 1;
                     ready.connected += connected;
                     ready.failed += failed;
@@ -193,14 +166,7 @@ impl Fleet {
         let mut received = 0;
         let mut pending = self.links.len();
         while pending > 0 {
-            if let (
-                _,
-                Ev::Snap {
-                    received: r,
-                    latency: l,
-                },
-            ) = self.next().await?
-            {
+            if let (_, Ev::Snap { received: r, latency: l }) = self.next().await? {
                 pending -= 1;
                 received += r;
                 l.add_to(&mut latency);

@@ -19,15 +19,9 @@ impl HttpConn {
     pub async fn connect(base: &str) -> Result<HttpConn> {
         let rest = base.strip_prefix("http://").context("only http:// URLs")?;
         let host = rest.split('/').next().unwrap_or(rest).to_string();
-        let stream = TcpStream::connect(&host)
-            .await
-            .with_context(|| format!("connect {host}"))?;
+        let stream = TcpStream::connect(&host).await.with_context(|| format!("connect {host}"))?;
         stream.set_nodelay(true)?;
-        Ok(HttpConn {
-            stream: BufReader::with_capacity(64 * 1024, stream),
-            host,
-            closed: false,
-        })
+        Ok(HttpConn { stream: BufReader::with_capacity(64 * 1024, stream), host, closed: false })
     }
 
     async fn reconnect(&mut self) -> Result<()> {
@@ -38,12 +32,7 @@ impl HttpConn {
     /// POSTs `body`; returns the status and the body of the answer. A
     /// keep-alive connection the server closed is replaced and the request
     /// sent once more.
-    pub async fn post(
-        &mut self,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>)> {
+    pub async fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>)> {
         if self.closed {
             self.reconnect().await?;
         }
@@ -56,13 +45,12 @@ impl HttpConn {
         }
     }
 
-    async fn post_once(
-        &mut self,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>)> {
-        let mut head = format!("POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", self.host, body.len());
+    async fn post_once(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -78,11 +66,7 @@ impl HttpConn {
         if self.stream.read_line(&mut line).await? == 0 {
             bail!("connection closed");
         }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("bad status line")?;
+        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
         let mut length: Option<usize> = None;
         let mut chunked = false;
         loop {
@@ -96,13 +80,9 @@ impl HttpConn {
                 let value = value.trim();
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.parse().ok();
-                } else if name.eq_ignore_ascii_case("transfer-encoding")
-                    && value.eq_ignore_ascii_case("chunked")
-                {
+                } else if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
                     chunked = true;
-                } else if name.eq_ignore_ascii_case("connection")
-                    && value.eq_ignore_ascii_case("close")
-                {
+                } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
                     self.closed = true;
                 }
             }

@@ -176,11 +176,7 @@ pub struct Common {
     pub amqp_inflight: usize,
     /// Source addresses for subscriber connections, used in turn (the ephemeral-port
     /// limit applies per source address).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5")]
     pub sources: Vec<IpAddr>,
     /// Worker processes holding the connections (each has its own open-file limit).
     #[arg(long, default_value_t = 1)]
@@ -203,45 +199,35 @@ pub struct Common {
 
 impl Common {
     pub fn target(&self) -> Result<Target> {
-        let key = self.key.clone().unwrap_or_else(|| {
-            if self.target == Proto::Pusher {
-                "app-key".into()
-            } else {
-                "dev".into()
+        let key =
+            self.key.clone().unwrap_or_else(
+                || {
+                    if self.target == Proto::Pusher {
+                        "app-key".into()
+                    } else {
+                        "dev".into()
+                    }
+                },
+            );
+        let url = self.url.first().cloned().unwrap_or_else(|| match self.target {
+            Proto::Hub => "ws://127.0.0.1:8000/connection/websocket".into(),
+            Proto::Ws => "ws://127.0.0.1:8101/".into(),
+            Proto::Socketio => "ws://127.0.0.1:8102/socket.io/?EIO=4&transport=websocket".into(),
+            Proto::Nats => "ws://127.0.0.1:8103".into(),
+            Proto::Stomp => "ws://127.0.0.1:15674/ws".into(),
+            Proto::Pusher => {
+                format!("ws://127.0.0.1:6001/app/{key}?protocol=7&client=loadtest&version=1.0")
             }
         });
-        let url = self
-            .url
-            .first()
-            .cloned()
-            .unwrap_or_else(|| match self.target {
-                Proto::Hub => "ws://127.0.0.1:8000/connection/websocket".into(),
-                Proto::Ws => "ws://127.0.0.1:8101/".into(),
-                Proto::Socketio => {
-                    "ws://127.0.0.1:8102/socket.io/?EIO=4&transport=websocket".into()
-                }
-                Proto::Nats => "ws://127.0.0.1:8103".into(),
-                Proto::Stomp => "ws://127.0.0.1:15674/ws".into(),
-                Proto::Pusher => {
-                    format!("ws://127.0.0.1:6001/app/{key}?protocol=7&client=loadtest&version=1.0")
-                }
-            });
         let api = self.api.clone().unwrap_or_else(|| match self.target {
             Proto::Pusher => "http://127.0.0.1:6001".into(),
             _ => "http://127.0.0.1:8000".into(),
         });
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{:?}", self.target).to_lowercase());
+        let name = self.name.clone().unwrap_or_else(|| format!("{:?}", self.target).to_lowercase());
         Ok(Target {
             proto: self.target,
             name,
-            urls: if self.url.len() > 1 {
-                self.url.clone()
-            } else {
-                Vec::new()
-            },
+            urls: if self.url.len() > 1 { self.url.clone() } else { Vec::new() },
             url,
             api,
             key,
@@ -330,15 +316,10 @@ fn main() -> Result<()> {
         | Command::Fanout { common, .. }
         | Command::Channels { common, .. }
         | Command::ReconnectStorm { common, .. } => common.threads,
-        Command::Worker { spec } => serde_json::from_str::<worker::Spec>(spec)
-            .map(|s| s.threads)
-            .unwrap_or(1),
+        Command::Worker { spec } => serde_json::from_str::<worker::Spec>(spec).map(|s| s.threads).unwrap_or(1),
         Command::Compare { .. } => 1,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
     runtime.block_on(run(cli))
 }
 
@@ -349,38 +330,22 @@ async fn run(cli: Cli) -> Result<()> {
             let spec: worker::Spec = serde_json::from_str(&spec).context("worker spec")?;
             return worker::serve_stdio(spec).await;
         }
-        Command::Compare {
-            files,
-            markdown,
-            svg,
-        } => return report::compare(&files, markdown, svg),
+        Command::Compare { files, markdown, svg } => return report::compare(&files, markdown, svg),
         Command::Idle { common, args } => {
             let params = json!({"connections": args.connections, "channels": args.channels.unwrap_or(args.connections as u32), "settle": args.settle, "hold": args.hold});
             let results = scenario::idle(&common, &args).await?;
             ("idle", common, params, results)
         }
-        Command::Connect {
-            common,
-            connections,
-        } => {
+        Command::Connect { common, connections } => {
             let results = scenario::connect(&common, connections).await?;
-            (
-                "connect",
-                common,
-                json!({"connections": connections}),
-                results,
-            )
+            ("connect", common, json!({"connections": connections}), results)
         }
         Command::Fanout { common, args } => {
             let params = fanout_params(&args, 1);
             let results = scenario::fanout(&common, &args, 1).await?;
             ("fanout", common, params, results)
         }
-        Command::Channels {
-            common,
-            args,
-            channels,
-        } => {
+        Command::Channels { common, args, channels } => {
             let channels = channels.unwrap_or(args.subscribers as u32);
             let params = fanout_params(&args, channels);
             let results = scenario::fanout(&common, &args, channels).await?;

@@ -15,10 +15,7 @@ const MARKER: &[u8] = b"[7777,";
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 /// A payload of about `size` bytes (at least the header).
@@ -88,19 +85,12 @@ fn scan_complete(data: &[u8], found: &mut impl FnMut(Sample)) -> Option<usize> {
             if digits == 0 || !terminator {
                 break;
             }
-            fields[parsed] = std::str::from_utf8(&data[at..end])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            fields[parsed] = std::str::from_utf8(&data[at..end]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
             parsed += 1;
             at = end + 1;
         }
         if parsed == 3 {
-            found(Sample {
-                seq: fields[0],
-                sent_us: fields[1],
-                channel: fields[2] as u32,
-            });
+            found(Sample { seq: fields[0], sent_us: fields[1], channel: fields[2] as u32 });
         }
         if !complete {
             return Some(start);
@@ -138,24 +128,14 @@ mod tests {
         let p1 = make(1, 3, 100);
         let p2 = make(2, 3, 100);
         let hub = format!("{{\"push\":{{\"channel\":\"c\",\"pub\":{{\"data\":{p1},\"offset\":1}}}}}}\n{{}}\n{{\"push\":{{\"pub\":{{\"data\":{p2}}}}}}}");
-        assert_eq!(
-            all(&mut Scanner::default(), hub.as_bytes()),
-            vec![(1, 3), (2, 3)]
-        );
+        assert_eq!(all(&mut Scanner::default(), hub.as_bytes()), vec![(1, 3), (2, 3)]);
         let pusher = format!("{{\"event\":\"m\",\"data\":\"{p1}\"}}");
-        assert_eq!(
-            all(&mut Scanner::default(), pusher.as_bytes()),
-            vec![(1, 3)]
-        );
+        assert_eq!(all(&mut Scanner::default(), pusher.as_bytes()), vec![(1, 3)]);
     }
 
     #[test]
     fn joins_payloads_cut_across_frames() {
-        let stream = format!(
-            "MSG c 1 100\r\n{}\r\nMSG c 1 100\r\n{}\r\n",
-            make(1, 0, 100),
-            make(2, 0, 100)
-        );
+        let stream = format!("MSG c 1 100\r\n{}\r\nMSG c 1 100\r\n{}\r\n", make(1, 0, 100), make(2, 0, 100));
         for cut in 0..stream.len() {
             let mut scanner = Scanner::default();
             let mut got = all(&mut scanner, &stream.as_bytes()[..cut]);

@@ -36,10 +36,7 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
             if fields.len() < 10 || fields[3] != "0A" {
                 continue;
             }
-            let local_port = fields[1]
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let local_port = fields[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
             if local_port == Some(port) {
                 inodes.push(format!("socket:[{}]", fields[9]));
             }
@@ -49,11 +46,7 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
         return None;
     }
     for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {

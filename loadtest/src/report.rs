@@ -10,16 +10,11 @@ use serde_json::{json, Value};
 /// The machine the run happened on.
 pub fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("model name"))
-            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
     });
-    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        s.lines()
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-    });
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()));
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "cpu_model": cpu,
@@ -31,9 +26,7 @@ pub fn machine() -> Value {
 
 /// `/proc/loadavg` (1, 5, 15 minutes): the machine is shared, so runs say how busy it was.
 pub fn loadavg() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// Prints a run's results as an indented key/value table (steps as rows).
@@ -48,16 +41,7 @@ pub fn print(report: &Value) {
     if let Some(steps) = results["steps"].as_array() {
         println!(
             "{:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7}",
-            "pubs/s",
-            "published",
-            "delivered",
-            "deliv/s",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "max ms",
-            "cpu %",
-            "kept"
+            "pubs/s", "published", "delivered", "deliv/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu %", "kept"
         );
         let show = |v: &Value| v.to_string();
         for s in steps {
@@ -72,11 +56,7 @@ pub fn print(report: &Value) {
                 s["latency"]["p99_ms"].as_f64().unwrap_or(0.0),
                 s["latency"]["max_ms"].as_f64().unwrap_or(0.0),
                 show(&s["server_cpu_percent"]),
-                if s["kept_up"].as_bool() == Some(true) {
-                    "yes"
-                } else {
-                    "NO"
-                },
+                if s["kept_up"].as_bool() == Some(true) { "yes" } else { "NO" },
             );
         }
     }
@@ -91,11 +71,7 @@ fn flat(prefix: &str, value: &Value, out: &mut impl FnMut(&str, &Value)) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 flat(&key, v, out);
             }
         }
@@ -139,10 +115,8 @@ pub fn sustained(step: &Value, duration: f64, subscribers: u64) -> bool {
 fn rows(files: &[PathBuf]) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for file in files {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-        let report: Value =
-            serde_json::from_str(&text).with_context(|| format!("parse {}", file.display()))?;
+        let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+        let report: Value = serde_json::from_str(&text).with_context(|| format!("parse {}", file.display()))?;
         let results = &report["results"];
         let duration = report["params"]["duration"].as_f64().unwrap_or(0.0);
         let subscribers = results["subscribers"].as_u64().unwrap_or(0);
@@ -156,11 +130,7 @@ fn rows(files: &[PathBuf]) -> Result<Vec<Row>> {
             })
             .cloned()
             .unwrap_or(Value::Null);
-        let first_failed = steps
-            .iter()
-            .find(|s| !sustained(s, duration, subscribers))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let first_failed = steps.iter().find(|s| !sustained(s, duration, subscribers)).cloned().unwrap_or(Value::Null);
         let first = steps.first().cloned().unwrap_or(Value::Null);
         rows.push(Row {
             name: report["target"].as_str().unwrap_or("?").to_string(),
@@ -168,13 +138,9 @@ fn rows(files: &[PathBuf]) -> Result<Vec<Row>> {
             sustained: best["deliveries_per_sec"].as_f64().unwrap_or(0.0),
             p50: best["latency"]["p50_ms"].as_f64().unwrap_or(0.0),
             p99: best["latency"]["p99_ms"].as_f64().unwrap_or(0.0),
-            first_rate: first["rate_publications_per_sec"].as_f64().unwrap_or(0.0)
-                * subscribers as f64,
+            first_rate: first["rate_publications_per_sec"].as_f64().unwrap_or(0.0) * subscribers as f64,
             first_p99: first["latency"]["p99_ms"].as_f64().unwrap_or(0.0),
-            failed_rate: first_failed["rate_publications_per_sec"]
-                .as_f64()
-                .unwrap_or(0.0)
-                * subscribers as f64,
+            failed_rate: first_failed["rate_publications_per_sec"].as_f64().unwrap_or(0.0) * subscribers as f64,
             lost: results["totals"]["lost"].as_u64().unwrap_or(0),
         });
     }
@@ -189,10 +155,7 @@ pub fn compare(files: &[PathBuf], markdown: Option<PathBuf>, svg: Option<PathBuf
         md,
         "| server | subscribers | best sustained deliveries/s | p50 ms | p99 ms | p99 ms at the first step (deliveries/s) | first step not sustained (deliveries/s asked) | lost (all steps) |"
     );
-    let _ = writeln!(
-        md,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let show = |v: f64| {
         if v > 0.0 {
             format!("{v:.0}")
@@ -206,21 +169,9 @@ pub fn compare(files: &[PathBuf], markdown: Option<PathBuf>, svg: Option<PathBuf
             "| {} | {} | {} | {} | {} | {:.0} ({:.0}) | {} | {} |",
             r.name,
             r.subscribers,
-            if r.sustained > 0.0 {
-                format!("{:.0}", r.sustained)
-            } else {
-                "none".to_string()
-            },
-            if r.sustained > 0.0 {
-                format!("{:.0}", r.p50)
-            } else {
-                "—".to_string()
-            },
-            if r.sustained > 0.0 {
-                format!("{:.0}", r.p99)
-            } else {
-                "—".to_string()
-            },
+            if r.sustained > 0.0 { format!("{:.0}", r.sustained) } else { "none".to_string() },
+            if r.sustained > 0.0 { format!("{:.0}", r.p50) } else { "—".to_string() },
+            if r.sustained > 0.0 { format!("{:.0}", r.p99) } else { "—".to_string() },
             r.first_p99,
             r.first_rate,
             show(r.failed_rate),
@@ -238,9 +189,7 @@ pub fn compare(files: &[PathBuf], markdown: Option<PathBuf>, svg: Option<PathBuf
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// A chart panel: its title, the value it shows per row, the bar colour.
@@ -263,27 +212,14 @@ fn chart(rows: &[Row]) -> String {
         width / 2.0
     );
     let panels: [Panel; 2] = [
-        (
-            "deliveries/s (sustained, nothing lost)",
-            Box::new(|r: &Row| r.sustained),
-            "#3b6ea8",
-        ),
-        (
-            "p99 publish-to-deliver latency, ms",
-            Box::new(|r: &Row| r.p99),
-            "#c0504d",
-        ),
+        ("deliveries/s (sustained, nothing lost)", Box::new(|r: &Row| r.sustained), "#3b6ea8"),
+        ("p99 publish-to-deliver latency, ms", Box::new(|r: &Row| r.p99), "#c0504d"),
     ];
     for (i, (title, value, color)) in panels.iter().enumerate() {
         let y0 = top + i as f64 * (panel_h + 60.0) + 20.0;
         // Headroom above the tallest bar for its label.
         let max = rows.iter().map(value).fold(0.0, f64::max).max(1e-9) * 1.15;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{left}" y="{}" font-size="13">{}</text>"#,
-            y0 - 6.0,
-            escape(title)
-        );
+        let _ = writeln!(svg, r#"<text x="{left}" y="{}" font-size="13">{}</text>"#, y0 - 6.0, escape(title));
         let _ = writeln!(
             svg,
             r##"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#333"/>"##,
@@ -294,18 +230,8 @@ fn chart(rows: &[Row]) -> String {
         for tick in 0..=4 {
             let v = max * tick as f64 / 4.0;
             let y = y0 + panel_h - panel_h * tick as f64 / 4.0;
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/>"##,
-                width - 20.0
-            );
-            let _ = writeln!(
-                svg,
-                r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-                left - 6.0,
-                y + 4.0,
-                human(v)
-            );
+            let _ = writeln!(svg, r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/>"##, width - 20.0);
+            let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 6.0, y + 4.0, human(v));
         }
         for (j, r) in rows.iter().enumerate() {
             let v = value(r);
@@ -322,11 +248,7 @@ fn chart(rows: &[Row]) -> String {
                 r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
                 x + bar_w * 0.35,
                 y0 + panel_h - h - 4.0,
-                if v > 0.0 {
-                    human(v)
-                } else {
-                    "none sustained".to_string()
-                }
+                if v > 0.0 { human(v) } else { "none sustained".to_string() }
             );
             let _ = writeln!(
                 svg,

@@ -25,42 +25,26 @@ struct Probe {
 
 impl Probe {
     fn rss(&self) -> Option<u64> {
-        self.pids
-            .iter()
-            .map(|&p| procstat::rss_kib(p))
-            .sum::<Option<u64>>()
-            .filter(|_| !self.pids.is_empty())
+        self.pids.iter().map(|&p| procstat::rss_kib(p)).sum::<Option<u64>>().filter(|_| !self.pids.is_empty())
     }
     fn cpu(&self) -> Option<f64> {
-        self.pids
-            .iter()
-            .map(|&p| procstat::cpu_secs(p))
-            .sum::<Option<f64>>()
-            .filter(|_| !self.pids.is_empty())
+        self.pids.iter().map(|&p| procstat::cpu_secs(p)).sum::<Option<f64>>().filter(|_| !self.pids.is_empty())
     }
 }
 
 fn probe(common: &Common) -> Probe {
     if !common.server_pid.is_empty() {
-        return Probe {
-            pid: common.server_pid.first().copied(),
-            pids: common.server_pid.clone(),
-        };
+        return Probe { pid: common.server_pid.first().copied(), pids: common.server_pid.clone() };
     }
-    let pid = common.server_pid.first().copied().or_else(|| {
-        common
-            .target()
-            .ok()
-            .and_then(|t| port_of(&t.url))
-            .and_then(procstat::pid_listening_on)
-    });
+    let pid = common
+        .server_pid
+        .first()
+        .copied()
+        .or_else(|| common.target().ok().and_then(|t| port_of(&t.url)).and_then(procstat::pid_listening_on));
     if pid.is_none() {
         eprintln!("note: server pid unknown (pass --server-pid): no RSS/CPU figures");
     }
-    Probe {
-        pid,
-        pids: pid.into_iter().collect(),
-    }
+    Probe { pid, pids: pid.into_iter().collect() }
 }
 
 fn port_of(url: &str) -> Option<u16> {
@@ -137,10 +121,7 @@ pub async fn publish(
             for _ in 0..n {
                 let channel = next_channel;
                 next_channel = (next_channel + 1) % channels;
-                batch.push((
-                    channel_name(channel),
-                    payload::make(seqs.next(channel), channel, size),
-                ));
+                batch.push((channel_name(channel), payload::make(seqs.next(channel), channel, size)));
             }
             result.count += n;
             if let Err(error) = publisher.publish(&batch).await {
@@ -162,10 +143,7 @@ pub async fn publish(
         result.acked = Some(confirms.acked);
         result.nacked = Some(confirms.nacked);
         if confirms.nacked > 0 && result.first_error.is_none() {
-            eprintln!(
-                "AMQP: {} publications nacked: {:?}",
-                confirms.nacked, confirms.first_error
-            );
+            eprintln!("AMQP: {} publications nacked: {:?}", confirms.nacked, confirms.first_error);
             result.first_error = confirms.first_error;
         }
     }
@@ -190,10 +168,7 @@ pub fn round(x: f64, digits: i32) -> f64 {
 
 fn check_ready(ready: &crate::fleet::Ready) -> Result<()> {
     if ready.connected == 0 {
-        bail!(
-            "no connection succeeded: {}",
-            ready.first_error.clone().unwrap_or_default()
-        );
+        bail!("no connection succeeded: {}", ready.first_error.clone().unwrap_or_default());
     }
     if ready.failed > 0 {
         eprintln!(
@@ -226,10 +201,9 @@ pub async fn idle(common: &Common, args: &IdleArgs) -> Result<Value> {
     let stats = fleet.stats();
     let (done, _) = fleet.finish(Vec::new()).await?;
     let per_conn = match (rss_before, rss_after) {
-        (Some(b), Some(a)) if ready.connected > 0 => Some(round(
-            (a.saturating_sub(b)) as f64 / ready.connected as f64,
-            2,
-        )),
+        (Some(b), Some(a)) if ready.connected > 0 => {
+            Some(round((a.saturating_sub(b)) as f64 / ready.connected as f64, 2))
+        }
         _ => None,
     };
     Ok(json!({
@@ -286,24 +260,12 @@ pub async fn fanout(common: &Common, args: &FanoutArgs, channels: u32) -> Result
         let own0 = fleet.own_cpu();
         let (stop_tx, stop_rx) = watch::channel(false);
         let duration = Duration::from_secs_f64(args.duration);
-        let task = tokio::spawn(publish(
-            target.clone(),
-            rate,
-            duration,
-            seqs.clone(),
-            args.payload,
-            args.max_batch,
-            stop_rx,
-        ));
+        let task =
+            tokio::spawn(publish(target.clone(), rate, duration, seqs.clone(), args.payload, args.max_batch, stop_rx));
         let bar = progress((rate * args.duration) as u64, &format!("{rate}/s"));
         while !task.is_finished() {
             fleet.next_within(Duration::from_millis(200)).await?;
-            let sent: u64 = seqs
-                .snapshot()
-                .iter()
-                .zip(&before)
-                .map(|(a, b)| a - b)
-                .sum();
+            let sent: u64 = seqs.snapshot().iter().zip(&before).map(|(a, b)| a - b).sum();
             bar.set_position(sent);
             bar.set_message(format!("{rate}/s rx {}", fleet.stats().received - base));
         }
@@ -312,17 +274,9 @@ pub async fn fanout(common: &Common, args: &FanoutArgs, channels: u32) -> Result
         let published = task.await??;
         let pub_secs = published.secs;
         let after = seqs.snapshot();
-        let expected: u64 = (0..channels)
-            .map(|c| (after[c as usize] - before[c as usize]) * subs_of(c))
-            .sum();
+        let expected: u64 = (0..channels).map(|c| (after[c as usize] - before[c as usize]) * subs_of(c)).sum();
         let expected_now = expected * fleet.stats().connected / subscribers as u64;
-        let drain_secs = fleet
-            .drain(
-                base + expected_now,
-                Duration::from_secs(2),
-                Duration::from_secs(15),
-            )
-            .await?;
+        let drain_secs = fleet.drain(base + expected_now, Duration::from_secs(2), Duration::from_secs(15)).await?;
         let cpu = cpu_percent(cpu0, probe.cpu(), pub_secs + drain_secs);
         let loadgen_cpu = cpu_percent(own0, fleet.own_cpu(), pub_secs + drain_secs);
         let (received, latency) = fleet.snap().await?;
@@ -411,14 +365,7 @@ pub async fn storm(common: &Common, args: &StormArgs) -> Result<Value> {
     }
     let probe = probe(common);
     let channels = args.channels.clamp(1, args.clients as u32);
-    let mut fleet = Fleet::start(
-        common,
-        Kind::Client,
-        args.clients,
-        channels,
-        args.backoff_ms,
-    )
-    .await?;
+    let mut fleet = Fleet::start(common, Kind::Client, args.clients, channels, args.backoff_ms).await?;
     let ready = fleet.connect_all().await?;
     check_ready(&ready)?;
     let seqs = Sequences::new(channels);
@@ -432,9 +379,7 @@ pub async fn storm(common: &Common, args: &StormArgs) -> Result<Value> {
         1000,
         stop_rx,
     ));
-    fleet
-        .next_within(Duration::from_secs_f64(args.warmup))
-        .await?;
+    fleet.next_within(Duration::from_secs_f64(args.warmup)).await?;
     let connected = fleet.stats().connected;
     let cpu0 = probe.cpu();
     let cut_at = Instant::now();
@@ -453,17 +398,13 @@ pub async fn storm(common: &Common, args: &StormArgs) -> Result<Value> {
     bar.finish_and_clear();
     let cpu = cpu_percent(cpu0, probe.cpu(), cut_at.elapsed().as_secs_f64());
     let at_back = fleet.stats();
-    fleet
-        .next_within(Duration::from_secs_f64(args.after))
-        .await?;
+    fleet.next_within(Duration::from_secs_f64(args.after)).await?;
     let _ = stop_tx.send(true);
     let published = publisher.await??;
     let counts = seqs.snapshot();
     let subs_of = |c: u32| ((args.clients - c as usize).div_ceil(channels as usize)) as u64;
     let expected: u64 = (0..channels).map(|c| counts[c as usize] * subs_of(c)).sum();
-    fleet
-        .drain(expected, Duration::from_secs(2), Duration::from_secs(15))
-        .await?;
+    fleet.drain(expected, Duration::from_secs(2), Duration::from_secs(15)).await?;
     let (_, latency) = fleet.snap().await?;
     let (done, recovery) = fleet.finish(counts).await?;
     Ok(json!({

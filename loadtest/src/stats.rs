@@ -24,17 +24,13 @@ pub struct Sharded {
 
 impl Default for Sharded {
     fn default() -> Self {
-        Sharded {
-            shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
-        }
+        Sharded { shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect() }
     }
 }
 
 impl Sharded {
     pub fn record_all(&self, slot: usize, values: &[u64]) {
-        let mut shard = self.shards[slot % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shards[slot % SHARDS].lock().unwrap_or_else(|e| e.into_inner());
         for &value in values {
             shard.saturating_record(value.clamp(1, MAX_US));
         }
@@ -62,11 +58,7 @@ pub struct Hist(pub Vec<(u64, u64)>);
 
 impl Hist {
     pub fn from_histogram(h: &Histogram<u64>) -> Hist {
-        Hist(
-            h.iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect(),
-        )
+        Hist(h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect())
     }
 
     pub fn add_to(&self, h: &mut Histogram<u64>) {

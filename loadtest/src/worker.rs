@@ -75,17 +75,9 @@ pub enum Ctl {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Ev {
     Hello,
-    Ready {
-        connected: u64,
-        failed: u64,
-        first_error: Option<String>,
-        connect: Hist,
-    },
+    Ready { connected: u64, failed: u64, first_error: Option<String>, connect: Hist },
     Stats(Stats),
-    Snap {
-        received: u64,
-        latency: Hist,
-    },
+    Snap { received: u64, latency: Hist },
     Done(Done),
 }
 
@@ -152,11 +144,7 @@ impl Seq {
 }
 
 /// Runs one worker until `Finish`.
-pub async fn run(
-    spec: Spec,
-    mut ctl: mpsc::UnboundedReceiver<Ctl>,
-    ev: mpsc::UnboundedSender<Ev>,
-) -> Result<()> {
+pub async fn run(spec: Spec, mut ctl: mpsc::UnboundedReceiver<Ctl>, ev: mpsc::UnboundedSender<Ev>) -> Result<()> {
     let _ = ev.send(Ev::Hello);
     loop {
         match ctl.recv().await {
@@ -178,34 +166,15 @@ pub async fn run(
         let index = spec.first + i;
         let channel = (index % spec.channels.max(1) as usize) as u32;
         let source = (!spec.sources.is_empty()).then(|| spec.sources[index % spec.sources.len()]);
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .context("semaphore closed")?;
+        let permit = limit.clone().acquire_owned().await.context("semaphore closed")?;
         match spec.kind {
             Kind::Light => {
-                let (spec, shared, ready, finish) = (
-                    spec.clone(),
-                    shared.clone(),
-                    ready_tx.clone(),
-                    finish_rx.clone(),
-                );
-                tasks.spawn(async move {
-                    light(spec, index, channel, source, shared, ready, finish, permit).await
-                });
+                let (spec, shared, ready, finish) = (spec.clone(), shared.clone(), ready_tx.clone(), finish_rx.clone());
+                tasks.spawn(async move { light(spec, index, channel, source, shared, ready, finish, permit).await });
             }
             Kind::Client => {
-                let (client, task) = client(
-                    &spec,
-                    index,
-                    channel,
-                    source,
-                    shared.clone(),
-                    ready_tx.clone(),
-                    finish_rx.clone(),
-                    permit,
-                );
+                let (client, task) =
+                    client(&spec, index, channel, source, shared.clone(), ready_tx.clone(), finish_rx.clone(), permit);
                 clients.push(client);
                 tasks.spawn(task);
             }
@@ -224,12 +193,7 @@ pub async fn run(
         }
     }
     let connect = Hist::from_histogram(&shared.connect.take());
-    let _ = ev.send(Ev::Ready {
-        connected,
-        failed,
-        first_error,
-        connect,
-    });
+    let _ = ev.send(Ev::Ready { connected, failed, first_error, connect });
     let stats_task = {
         let (shared, ev) = (shared.clone(), ev.clone());
         tokio::spawn(async move {
@@ -253,10 +217,7 @@ pub async fn run(
         match ctl.recv().await {
             Some(Ctl::Snap) => {
                 let latency = Hist::from_histogram(&shared.latency.take());
-                let _ = ev.send(Ev::Snap {
-                    received: shared.received.load(Ordering::Relaxed),
-                    latency,
-                });
+                let _ = ev.send(Ev::Snap { received: shared.received.load(Ordering::Relaxed), latency });
             }
             Some(Ctl::Cut) => {
                 *shared.cut_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
@@ -272,10 +233,7 @@ pub async fn run(
     let _ = finish_tx.send(true);
     drop(clients);
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(20), drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(20), drain).await.is_err() {
         tasks.abort_all();
     }
     stats_task.abort();
@@ -298,14 +256,7 @@ pub async fn run(
 }
 
 /// Records the payloads of one frame: counts, latency, sequence.
-fn record(
-    shared: &Shared,
-    slot: usize,
-    scanner: &mut Scanner,
-    seq: &mut Seq,
-    data: &[u8],
-    scratch: &mut Vec<u64>,
-) {
+fn record(shared: &Shared, slot: usize, scanner: &mut Scanner, seq: &mut Seq, data: &[u8], scratch: &mut Vec<u64>) {
     let now = payload::now_us();
     scratch.clear();
     scanner.scan(data, |sample| {
@@ -313,9 +264,7 @@ fn record(
         seq.see(sample.seq);
     });
     if !scratch.is_empty() {
-        shared
-            .received
-            .fetch_add(scratch.len() as u64, Ordering::Relaxed);
+        shared.received.fetch_add(scratch.len() as u64, Ordering::Relaxed);
         shared.latency.record_all(slot, scratch);
     }
 }
@@ -333,23 +282,14 @@ async fn light(
 ) {
     let started = Instant::now();
     let target = &spec.target;
-    let ws = match adapter::subscribe(
-        target,
-        target.url_for(index),
-        source,
-        &channel_name(channel),
-    )
-    .await
-    {
+    let ws = match adapter::subscribe(target, target.url_for(index), source, &channel_name(channel)).await {
         Ok(ws) => ws,
         Err(error) => {
             let _ = ready.send(Err(format!("{error:#}")));
             return;
         }
     };
-    shared
-        .connect
-        .record(index, started.elapsed().as_micros() as u64);
+    shared.connect.record(index, started.elapsed().as_micros() as u64);
     shared.connected.fetch_add(1, Ordering::Relaxed);
     drop(permit);
     let _ = ready.send(Ok(()));
@@ -386,11 +326,7 @@ async fn light(
         }
     }
     shared.connected.fetch_sub(1, Ordering::Relaxed);
-    shared
-        .results
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((channel, seq.unique, seq.duplicates, seq.gaps));
+    shared.results.lock().unwrap_or_else(|e| e.into_inner()).push((channel, seq.unique, seq.duplicates, seq.gaps));
 }
 
 /// A `hub_client` connection and the task consuming its events.
@@ -404,10 +340,7 @@ fn client(
     ready: mpsc::UnboundedSender<Result<(), String>>,
     mut finish: watch::Receiver<bool>,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> (
-    hub_client::Client,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) -> (hub_client::Client, impl std::future::Future<Output = ()> + Send + 'static) {
     let config = hub_client::Config {
         local_addr: source,
         backoff_min: Duration::from_millis(spec.backoff_ms),
@@ -421,15 +354,10 @@ fn client(
     let name = channel_name(channel);
     let task = async move {
         let started = Instant::now();
-        let options = hub_client::SubscribeOptions {
-            recoverable: true,
-            ..Default::default()
-        };
+        let options = hub_client::SubscribeOptions { recoverable: true, ..Default::default() };
         match client.subscribe(&name, options).await {
             Ok(_) => {
-                shared
-                    .connect
-                    .record(index, started.elapsed().as_micros() as u64);
+                shared.connect.record(index, started.elapsed().as_micros() as u64);
                 shared.connected.fetch_add(1, Ordering::Relaxed);
                 let _ = ready.send(Ok(()));
             }
@@ -468,11 +396,7 @@ fn client(
             }
         }
         client.close().await;
-        shared
-            .results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((channel, seq.unique, seq.duplicates, seq.gaps));
+        shared.results.lock().unwrap_or_else(|e| e.into_inner()).push((channel, seq.unique, seq.duplicates, seq.gaps));
     };
     (handle, task)
 }
@@ -504,18 +428,11 @@ pub fn spawn_local(id: usize, spec: Spec, events: mpsc::UnboundedSender<(usize, 
             }
         }
     });
-    Link {
-        ctl: ctl_tx,
-        pid: None,
-    }
+    Link { ctl: ctl_tx, pid: None }
 }
 
 /// Starts a worker as a child process of this executable.
-pub fn spawn_process(
-    id: usize,
-    spec: Spec,
-    events: mpsc::UnboundedSender<(usize, Ev)>,
-) -> Result<Link> {
+pub fn spawn_process(id: usize, spec: Spec, events: mpsc::UnboundedSender<(usize, Ev)>) -> Result<Link> {
     let exe = std::env::current_exe().context("own executable")?;
     let mut child = tokio::process::Command::new(exe)
         .arg("worker")

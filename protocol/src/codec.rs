@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn fields_the_sdks_read_without_defaults_are_always_written() {
         let stats = Reply { id: 1, presence_stats: Some(PresenceStatsResult::default()), ..Default::default() };
-        assert_eq!(&encode(Encoding::Json, &stats)[..], br#"{"id":1,"presence_stats":{"num_clients":0,"num_users":0}}"#);
+        assert_eq!(
+            &encode(Encoding::Json, &stats)[..],
+            br#"{"id":1,"presence_stats":{"num_clients":0,"num_users":0}}"#
+        );
         let info = ClientInfo { client: "c".into(), ..Default::default() };
         assert_eq!(serde_json::to_string(&info).unwrap(), r#"{"user":"","client":"c"}"#);
         let history = HistoryResult::default();
@@ -292,6 +295,9 @@ mod tests {
             decode_frame::<Command>(Encoding::Protobuf, &[0x05, 0x08], 100),
             Err(DecodeError::Truncated { index: 0, length: 5 })
         );
-        assert_eq!(decode_frame::<Command>(Encoding::Protobuf, &[0xff; 11], 100), Err(DecodeError::Length { index: 0 }));
+        assert_eq!(
+            decode_frame::<Command>(Encoding::Protobuf, &[0xff; 11], 100),
+            Err(DecodeError::Length { index: 0 })
+        );
     }
 }

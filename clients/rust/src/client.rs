@@ -59,11 +59,7 @@ impl Config {
 pub enum Error {
     /// The server answered with a protocol error.
     #[error("server error {code}: {message}")]
-    Server {
-        code: u32,
-        message: String,
-        temporary: bool,
-    },
+    Server { code: u32, message: String, temporary: bool },
     /// No reply within `request_timeout`.
     #[error("request timed out")]
     Timeout,
@@ -98,11 +94,7 @@ pub struct Subscribed {
 }
 
 pub(crate) enum Request {
-    Subscribe(
-        String,
-        SubscribeOptions,
-        oneshot::Sender<Result<Subscribed, Error>>,
-    ),
+    Subscribe(String, SubscribeOptions, oneshot::Sender<Result<Subscribed, Error>>),
     Unsubscribe(String, oneshot::Sender<Result<(), Error>>),
     Publish(String, Bytes, oneshot::Sender<Result<(), Error>>),
     Reconnect,
@@ -131,27 +123,20 @@ impl Client {
     /// Subscribes to `channel`. Waits until the subscription is in place (it
     /// is sent as soon as the client is connected). The subscription is
     /// renewed with recovery after every reconnect.
-    pub async fn subscribe(
-        &self,
-        channel: &str,
-        options: SubscribeOptions,
-    ) -> Result<Subscribed, Error> {
-        self.ask(|reply| Request::Subscribe(channel.to_string(), options, reply))
-            .await?
+    pub async fn subscribe(&self, channel: &str, options: SubscribeOptions) -> Result<Subscribed, Error> {
+        self.ask(|reply| Request::Subscribe(channel.to_string(), options, reply)).await?
     }
 
     /// Ends a subscription.
     pub async fn unsubscribe(&self, channel: &str) -> Result<(), Error> {
-        self.ask(|reply| Request::Unsubscribe(channel.to_string(), reply))
-            .await?
+        self.ask(|reply| Request::Unsubscribe(channel.to_string(), reply)).await?
     }
 
     /// Publishes `data` (JSON text for JSON connections) into `channel`; needs
     /// a live connection and a namespace that allows client publishing.
     pub async fn publish(&self, channel: &str, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
-        self.ask(|reply| Request::Publish(channel.to_string(), data, reply))
-            .await?
+        self.ask(|reply| Request::Publish(channel.to_string(), data, reply)).await?
     }
 
     /// Drops the current connection at once, as a network failure would, and
@@ -168,15 +153,9 @@ impl Client {
         }
     }
 
-    async fn ask<T>(
-        &self,
-        request: impl FnOnce(oneshot::Sender<T>) -> Request,
-    ) -> Result<T, Error> {
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(request(reply))
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.requests.send(request(reply)).await.map_err(|_| Error::Closed)?;
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(Error::Closed),

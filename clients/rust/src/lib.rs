@@ -35,38 +35,14 @@ pub enum Event {
     /// The connect command succeeded (after every (re)connect).
     Connected { client: String },
     /// The connection ended. `reconnect` says whether the client will try again.
-    Disconnected {
-        code: u16,
-        reason: String,
-        reconnect: bool,
-    },
+    Disconnected { code: u16, reason: String, reconnect: bool },
     /// A subscription is (again) in place; after a reconnect `was_recovering`
     /// is true and `recovered` says whether nothing was missed.
-    Subscribed {
-        channel: String,
-        recovered: bool,
-        was_recovering: bool,
-        epoch: String,
-        offset: u64,
-    },
+    Subscribed { channel: String, recovered: bool, was_recovering: bool, epoch: String, offset: u64 },
     /// The server ended a subscription (`resubscribe`: the client renews it).
-    Unsubscribed {
-        channel: String,
-        code: u32,
-        reason: String,
-        resubscribe: bool,
-    },
+    Unsubscribed { channel: String, code: u32, reason: String, resubscribe: bool },
     /// A publication, live or recovered.
-    Publication {
-        channel: String,
-        data: Bytes,
-        offset: u64,
-    },
+    Publication { channel: String, data: Bytes, offset: u64 },
     /// A join or leave push (channels with `join_leave`).
-    Presence {
-        channel: String,
-        joined: bool,
-        client: String,
-        user: String,
-    },
+    Presence { channel: String, joined: bool, client: String, user: String },
 }

@@ -66,17 +66,8 @@ struct State {
     next_id: u32,
 }
 
-pub(crate) async fn run(
-    config: Config,
-    mut inbox: mpsc::Receiver<Request>,
-    events: mpsc::Sender<Event>,
-) {
-    let mut state = State {
-        config,
-        subs: BTreeMap::new(),
-        events,
-        next_id: 1,
-    };
+pub(crate) async fn run(config: Config, mut inbox: mpsc::Receiver<Request>, events: mpsc::Sender<Event>) {
+    let mut state = State { config, subs: BTreeMap::new(), events, next_id: 1 };
     let mut attempt: u32 = 0;
     loop {
         let end = match open(&state.config).await {
@@ -105,17 +96,7 @@ pub(crate) async fn run(
         if !reconnect {
             state.fail_waiters(Error::Closed);
         }
-        if state
-            .events
-            .send(Event::Disconnected {
-                code,
-                reason,
-                reconnect,
-            })
-            .await
-            .is_err()
-            || !reconnect
-        {
+        if state.events.send(Event::Disconnected { code, reason, reconnect }).await.is_err() || !reconnect {
             return;
         }
         let delay = backoff(&state.config, attempt);
@@ -133,16 +114,9 @@ pub(crate) async fn run(
 /// Delay before attempt `attempt` (0 = first reconnect): full jitter over an
 /// exponentially growing ceiling.
 fn backoff(config: &Config, attempt: u32) -> Duration {
-    let ceiling = config
-        .backoff_min
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(config.backoff_max);
+    let ceiling = config.backoff_min.saturating_mul(1u32 << attempt.min(16)).min(config.backoff_max);
     let millis = ceiling.as_millis() as u64;
-    Duration::from_millis(if millis == 0 {
-        0
-    } else {
-        rand::rng().random_range(0..=millis)
-    })
+    Duration::from_millis(if millis == 0 { 0 } else { rand::rng().random_range(0..=millis) })
 }
 
 /// The SDKs' rule: 3500-3999 and 4500-4999 mean "do not reconnect".
@@ -151,49 +125,26 @@ fn reconnects(code: u16) -> bool {
 }
 
 async fn open(config: &Config) -> Result<Ws, String> {
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("bad url: {e}"))?;
+    let mut request = config.url.as_str().into_client_request().map_err(|e| format!("bad url: {e}"))?;
     if config.encoding == Encoding::Protobuf {
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("centrifuge-protobuf"),
-        );
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("centrifuge-protobuf"));
     }
     let uri = request.uri();
-    let host = uri
-        .host()
-        .ok_or("url without host")?
-        .trim_matches(['[', ']'])
-        .to_string();
+    let host = uri.host().ok_or("url without host")?.trim_matches(['[', ']']).to_string();
     let port = uri.port_u16().unwrap_or(80);
     let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| format!("resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("resolve {host}: no address"))?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| e.to_string())?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| e.to_string())?;
     if let Some(ip) = config.local_addr {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("bind {ip}: {e}"))?;
+        socket.bind(SocketAddr::new(ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
     }
-    let stream = socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let stream = socket.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(MAX_FRAME));
+    let ws_config =
+        WebSocketConfig::default().read_buffer_size(16 * 1024).write_buffer_size(0).max_message_size(Some(MAX_FRAME));
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -250,22 +201,12 @@ impl State {
         reply: oneshot::Sender<Result<Subscribed, Error>>,
     ) {
         if self.subs.contains_key(&channel) {
-            let _ = reply.send(Err(Error::Server {
-                code: 105,
-                message: "already subscribed".into(),
-                temporary: false,
-            }));
+            let _ =
+                reply.send(Err(Error::Server { code: 105, message: "already subscribed".into(), temporary: false }));
             return;
         }
         let position = options.since.clone();
-        self.subs.insert(
-            channel,
-            Sub {
-                options,
-                position,
-                waiter: Some(reply),
-            },
-        );
+        self.subs.insert(channel, Sub { options, position, waiter: Some(reply) });
     }
 
     fn subscribe_command(&mut self, channel: &str, pending: &mut HashMap<u32, Pending>) -> Command {
@@ -285,11 +226,7 @@ impl State {
             ..Default::default()
         };
         pending.insert(id, Pending::Subscribe(channel.to_string()));
-        Command {
-            id,
-            subscribe: Some(request),
-            ..Default::default()
-        }
+        Command { id, subscribe: Some(request), ..Default::default() }
     }
 
     /// One connection, from the connect command until it ends.
@@ -312,10 +249,7 @@ impl State {
             first.push(self.subscribe_command(channel, &mut pending));
         }
         if send(&mut ws, encoding, &first).await.is_err() {
-            return End::Lost {
-                code: 0,
-                reason: "write failed".into(),
-            };
+            return End::Lost { code: 0, reason: "write failed".into() };
         }
         let mut pong = false;
         // Until the connect reply tells the ping interval, the request timeout bounds the wait.
@@ -412,53 +346,26 @@ impl State {
             };
             return self.on_push(push, pending, out).await;
         }
-        let error = reply.error.clone().map(|e| Error::Server {
-            code: e.code,
-            message: e.message,
-            temporary: e.temporary,
-        });
+        let error =
+            reply.error.clone().map(|e| Error::Server { code: e.code, message: e.message, temporary: e.temporary });
         match pending.remove(&reply.id)? {
             Pending::Connect => match (error, reply.connect) {
                 (None, Some(result)) => {
                     *pong = result.pong;
                     if result.ping > 0 {
-                        *silence =
-                            Duration::from_secs(result.ping as u64) + self.config.max_ping_delay;
+                        *silence = Duration::from_secs(result.ping as u64) + self.config.max_ping_delay;
                     }
-                    let _ = self
-                        .events
-                        .send(Event::Connected {
-                            client: result.client,
-                        })
-                        .await;
+                    let _ = self.events.send(Event::Connected { client: result.client }).await;
                 }
-                (
-                    Some(Error::Server {
-                        code,
-                        message,
-                        temporary,
-                    }),
-                    _,
-                ) => {
+                (Some(Error::Server { code, message, temporary }), _) => {
                     let end = if temporary || code == 109 {
-                        End::Lost {
-                            code: code as u16,
-                            reason: message,
-                        }
+                        End::Lost { code: code as u16, reason: message }
                     } else {
-                        End::Final {
-                            code: code as u16,
-                            reason: message,
-                        }
+                        End::Final { code: code as u16, reason: message }
                     };
                     return Some(end);
                 }
-                _ => {
-                    return Some(End::Lost {
-                        code: 0,
-                        reason: "empty connect reply".into(),
-                    })
-                }
+                _ => return Some(End::Lost { code: 0, reason: "empty connect reply".into() }),
             },
             Pending::Subscribe(channel) => {
                 let sub = self.subs.get_mut(&channel)?;
@@ -504,12 +411,7 @@ impl State {
                         if let Some(waiter) = sub.waiter {
                             let _ = waiter.send(Err(error));
                         } else if let Error::Server { code, message, .. } = error {
-                            let event = Event::Unsubscribed {
-                                channel,
-                                code,
-                                reason: message,
-                                resubscribe: false,
-                            };
+                            let event = Event::Unsubscribed { channel, code, reason: message, resubscribe: false };
                             let _ = self.events.send(event).await;
                         }
                     }
@@ -542,33 +444,17 @@ impl State {
             }
             let _ = self
                 .events
-                .send(Event::Publication {
-                    channel,
-                    data: publication.data,
-                    offset: publication.offset,
-                })
+                .send(Event::Publication { channel, data: publication.data, offset: publication.offset })
                 .await;
         } else if let Some(join) = push.join {
             let info = join.info.unwrap_or_default();
-            let _ = self
-                .events
-                .send(Event::Presence {
-                    channel,
-                    joined: true,
-                    client: info.client,
-                    user: info.user,
-                })
-                .await;
+            let _ =
+                self.events.send(Event::Presence { channel, joined: true, client: info.client, user: info.user }).await;
         } else if let Some(leave) = push.leave {
             let info = leave.info.unwrap_or_default();
             let _ = self
                 .events
-                .send(Event::Presence {
-                    channel,
-                    joined: false,
-                    client: info.client,
-                    user: info.user,
-                })
+                .send(Event::Presence { channel, joined: false, client: info.client, user: info.user })
                 .await;
         } else if let Some(unsubscribe) = push.unsubscribe {
             let resubscribe = unsubscribe.code >= 2500;
@@ -577,12 +463,8 @@ impl State {
             } else {
                 self.subs.remove(&channel);
             }
-            let event = Event::Unsubscribed {
-                channel,
-                code: unsubscribe.code,
-                reason: unsubscribe.reason,
-                resubscribe,
-            };
+            let event =
+                Event::Unsubscribed { channel, code: unsubscribe.code, reason: unsubscribe.reason, resubscribe };
             let _ = self.events.send(event).await;
         } else if let Some(subscribe) = push.subscribe {
             let event = Event::Subscribed {
@@ -595,11 +477,7 @@ impl State {
             let _ = self.events.send(event).await;
         } else if let Some(disconnect) = push.disconnect {
             let (code, reason) = (disconnect.code as u16, disconnect.reason);
-            return Some(if disconnect.reconnect {
-                End::Lost { code, reason }
-            } else {
-                End::Final { code, reason }
-            });
+            return Some(if disconnect.reconnect { End::Lost { code, reason } } else { End::Final { code, reason } });
         }
         None
     }

@@ -25,12 +25,8 @@ async fn spawn_hub() -> ServerHandle {
         force_recovery: true,
         ..Default::default()
     };
-    let config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        allow_anonymous: true,
-        channel,
-        ..Config::default()
-    };
+    let config =
+        Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), allow_anonymous: true, channel, ..Config::default() };
     server::start(config).await.expect("the hub starts")
 }
 
@@ -44,17 +40,11 @@ fn client_config(hub: &ServerHandle, encoding: Encoding) -> ClientConfig {
 }
 
 async fn next(events: &mut mpsc::Receiver<Event>) -> Event {
-    tokio::time::timeout(WAIT, events.recv())
-        .await
-        .expect("an event in time")
-        .expect("the client is running")
+    tokio::time::timeout(WAIT, events.recv()).await.expect("an event in time").expect("the client is running")
 }
 
 /// Skips events until one matches.
-async fn until(
-    events: &mut mpsc::Receiver<Event>,
-    mut wanted: impl FnMut(&Event) -> bool,
-) -> Event {
+async fn until(events: &mut mpsc::Receiver<Event>, mut wanted: impl FnMut(&Event) -> bool) -> Event {
     loop {
         let event = next(events).await;
         if wanted(&event) {
@@ -64,44 +54,22 @@ async fn until(
 }
 
 async fn publish(hub: &ServerHandle, channel: &str, data: &'static str) -> u64 {
-    let args = PublishArgs {
-        data: Bytes::from_static(data.as_bytes()),
-        ..Default::default()
-    };
-    hub.node
-        .publish(channel, args)
-        .await
-        .expect("publish")
-        .offset
+    let args = PublishArgs { data: Bytes::from_static(data.as_bytes()), ..Default::default() };
+    hub.node.publish(channel, args).await.expect("publish").offset
 }
 
 async fn subscribe_and_publish(encoding: Encoding) {
     let hub = spawn_hub().await;
     let (client, mut events) = Client::connect(client_config(&hub, encoding));
-    let subscribed = client
-        .subscribe("news", SubscribeOptions::default())
-        .await
-        .expect("subscribed");
-    assert!(
-        subscribed.recoverable,
-        "force_recovery makes it recoverable"
-    );
+    let subscribed = client.subscribe("news", SubscribeOptions::default()).await.expect("subscribed");
+    assert!(subscribed.recoverable, "force_recovery makes it recoverable");
     assert!(matches!(next(&mut events).await, Event::Connected { .. }));
-    assert!(
-        matches!(next(&mut events).await, Event::Subscribed { ref channel, .. } if channel == "news")
-    );
-    client
-        .publish("news", Bytes::from_static(br#"{"n":1}"#))
-        .await
-        .expect("client publish");
+    assert!(matches!(next(&mut events).await, Event::Subscribed { ref channel, .. } if channel == "news"));
+    client.publish("news", Bytes::from_static(br#"{"n":1}"#)).await.expect("client publish");
     publish(&hub, "news", r#"{"n":2}"#).await;
     for (n, offset) in [(1, 1), (2, 2)] {
         match next(&mut events).await {
-            Event::Publication {
-                channel,
-                data,
-                offset: got,
-            } => {
+            Event::Publication { channel, data, offset: got } => {
                 assert_eq!(channel, "news");
                 assert_eq!(got, offset);
                 let expected = format!(r#"{{"n":{n}}}"#);
@@ -112,11 +80,7 @@ async fn subscribe_and_publish(encoding: Encoding) {
     }
     assert_eq!(
         client.subscribe("news", SubscribeOptions::default()).await,
-        Err(Error::Server {
-            code: 105,
-            message: "already subscribed".into(),
-            temporary: false
-        })
+        Err(Error::Server { code: 105, message: "already subscribed".into(), temporary: false })
     );
     client.close().await;
     hub.shutdown().await.unwrap();
@@ -136,38 +100,19 @@ async fn subscribe_and_publish_protobuf() {
 async fn reconnect_recovers_exactly_what_was_missed() {
     let hub = spawn_hub().await;
     let (client, mut events) = Client::connect(client_config(&hub, Encoding::Json));
-    client
-        .subscribe("news", SubscribeOptions::default())
-        .await
-        .expect("subscribed");
+    client.subscribe("news", SubscribeOptions::default()).await.expect("subscribed");
     publish(&hub, "news", "1").await;
-    until(&mut events, |e| {
-        matches!(e, Event::Publication { offset: 1, .. })
-    })
-    .await;
+    until(&mut events, |e| matches!(e, Event::Publication { offset: 1, .. })).await;
 
     client.reconnect();
-    until(&mut events, |e| {
-        matches!(
-            e,
-            Event::Disconnected {
-                reconnect: true,
-                ..
-            }
-        )
-    })
-    .await;
+    until(&mut events, |e| matches!(e, Event::Disconnected { reconnect: true, .. })).await;
     // Published while the client is away (its session may still be closing:
     // either way the client must see each exactly once).
     for data in ["2", "3", "4"] {
         publish(&hub, "news", data).await;
     }
     match until(&mut events, |e| matches!(e, Event::Subscribed { .. })).await {
-        Event::Subscribed {
-            was_recovering,
-            recovered,
-            ..
-        } => assert!(was_recovering && recovered),
+        Event::Subscribed { was_recovering, recovered, .. } => assert!(was_recovering && recovered),
         _ => unreachable!(),
     }
     let mut offsets = Vec::new();
@@ -178,11 +123,7 @@ async fn reconnect_recovers_exactly_what_was_missed() {
     }
     publish(&hub, "news", "5").await;
     until(&mut events, |e| matches!(e, Event::Publication { .. })).await;
-    assert_eq!(
-        offsets,
-        vec![2, 3, 4],
-        "every missed publication once, in order"
-    );
+    assert_eq!(offsets, vec![2, 3, 4], "every missed publication once, in order");
     client.close().await;
     hub.shutdown().await.unwrap();
 }
@@ -192,17 +133,9 @@ async fn subscribe_since_a_position_recovers_on_first_subscribe() {
     let hub = spawn_hub().await;
     publish(&hub, "news", "1").await;
     publish(&hub, "news", "2").await;
-    let epoch = hub
-        .node
-        .history("news", Default::default())
-        .await
-        .expect("history")
-        .epoch;
+    let epoch = hub.node.history("news", Default::default()).await.expect("history").epoch;
     let (client, mut events) = Client::connect(client_config(&hub, Encoding::Json));
-    let options = SubscribeOptions {
-        since: Some((1, epoch)),
-        ..Default::default()
-    };
+    let options = SubscribeOptions { since: Some((1, epoch)), ..Default::default() };
     let subscribed = client.subscribe("news", options).await.expect("subscribed");
     assert!(subscribed.was_recovering && subscribed.recovered);
     match until(&mut events, |e| matches!(e, Event::Publication { .. })).await {
@@ -217,46 +150,23 @@ async fn subscribe_since_a_position_recovers_on_first_subscribe() {
 async fn server_reconnect_code_reconnects_and_final_code_stops() {
     let hub = spawn_hub().await;
     let (client, mut events) = Client::connect(client_config(&hub, Encoding::Json));
-    client
-        .subscribe("news", SubscribeOptions::default())
-        .await
-        .expect("subscribed");
+    client.subscribe("news", SubscribeOptions::default()).await.expect("subscribed");
 
     hub.node.disconnect_user("", None, codes::FORCE_RECONNECT);
     match until(&mut events, |e| matches!(e, Event::Disconnected { .. })).await {
-        Event::Disconnected {
-            code, reconnect, ..
-        } => assert_eq!((code, reconnect), (3011, true)),
+        Event::Disconnected { code, reconnect, .. } => assert_eq!((code, reconnect), (3011, true)),
         _ => unreachable!(),
     }
-    until(&mut events, |e| {
-        matches!(
-            e,
-            Event::Subscribed {
-                was_recovering: true,
-                recovered: true,
-                ..
-            }
-        )
-    })
-    .await;
+    until(&mut events, |e| matches!(e, Event::Subscribed { was_recovering: true, recovered: true, .. })).await;
 
-    hub.node
-        .disconnect_user("", None, codes::FORCE_NO_RECONNECT);
+    hub.node.disconnect_user("", None, codes::FORCE_NO_RECONNECT);
     match until(&mut events, |e| matches!(e, Event::Disconnected { .. })).await {
-        Event::Disconnected {
-            code, reconnect, ..
-        } => assert_eq!((code, reconnect), (3503, false)),
+        Event::Disconnected { code, reconnect, .. } => assert_eq!((code, reconnect), (3503, false)),
         _ => unreachable!(),
     }
-    let ended = tokio::time::timeout(WAIT, events.recv())
-        .await
-        .expect("the channel ends in time");
+    let ended = tokio::time::timeout(WAIT, events.recv()).await.expect("the channel ends in time");
     assert_eq!(ended, None, "no events after a final disconnect");
-    assert_eq!(
-        client.publish("news", Bytes::from_static(b"1")).await,
-        Err(Error::Closed)
-    );
+    assert_eq!(client.publish("news", Bytes::from_static(b"1")).await, Err(Error::Closed));
     hub.shutdown().await.unwrap();
 }
 
@@ -273,20 +183,8 @@ async fn requests_while_the_hub_is_down_wait_or_fail_typed() {
         ..ClientConfig::new(format!("ws://{addr}/connection/websocket"))
     };
     let (client, mut events) = Client::connect(config);
-    assert!(matches!(
-        next(&mut events).await,
-        Event::Disconnected {
-            reconnect: true,
-            ..
-        }
-    ));
-    assert_eq!(
-        client.subscribe("news", SubscribeOptions::default()).await,
-        Err(Error::Timeout)
-    );
-    assert_eq!(
-        client.publish("news", Bytes::from_static(b"1")).await,
-        Err(Error::NotConnected)
-    );
+    assert!(matches!(next(&mut events).await, Event::Disconnected { reconnect: true, .. }));
+    assert_eq!(client.subscribe("news", SubscribeOptions::default()).await, Err(Error::Timeout));
+    assert_eq!(client.publish("news", Bytes::from_static(b"1")).await, Err(Error::NotConnected));
     client.close().await;
 }

@@ -28,12 +28,7 @@ fn verifier(cfg: TokenConfig) -> TokenVerifier {
 }
 
 fn hs(alg: Algorithm, secret: &str, claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(alg),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
 fn rs(alg: Algorithm, claims: serde_json::Value) -> String {
@@ -49,21 +44,9 @@ fn es(claims: serde_json::Value) -> String {
 #[test]
 fn valid_hs256_connect_token() {
     let exp = now() + 3600;
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "alice", "exp": exp}),
-    );
+    let token = hs(Algorithm::HS256, SECRET, json!({"sub": "alice", "exp": exp}));
     let claims = verifier(all_keys()).verify_connect(&token).unwrap();
-    assert_eq!(
-        claims,
-        ConnectClaims {
-            user: "alice".into(),
-            expires_at: Some(exp),
-            info: None,
-            channels: vec![]
-        }
-    );
+    assert_eq!(claims, ConnectClaims { user: "alice".into(), expires_at: Some(exp), info: None, channels: vec![] });
 }
 
 #[test]
@@ -79,21 +62,14 @@ fn hs384_and_hs512_use_the_same_secret() {
 fn wrong_secret_is_invalid() {
     let token = hs(Algorithm::HS256, "other", json!({"sub": "alice"}));
     let err = verifier(all_keys()).verify_connect(&token).unwrap_err();
-    assert!(
-        matches!(err, TokenError::Invalid(ref m) if m.contains("InvalidSignature")),
-        "{err:?}"
-    );
+    assert!(matches!(err, TokenError::Invalid(ref m) if m.contains("InvalidSignature")), "{err:?}");
 }
 
 #[test]
 fn expired_token_has_zero_leeway() {
     let v = verifier(all_keys());
     // One second in the past: jsonwebtoken's default 60 s leeway would accept it.
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "alice", "exp": now() - 1}),
-    );
+    let token = hs(Algorithm::HS256, SECRET, json!({"sub": "alice", "exp": now() - 1}));
     assert_eq!(v.verify_connect(&token), Err(TokenError::Expired));
     let token = hs(Algorithm::HS256, SECRET, json!({"sub": "alice", "exp": 1}));
     assert_eq!(v.verify_connect(&token), Err(TokenError::Expired));
@@ -101,15 +77,8 @@ fn expired_token_has_zero_leeway() {
 
 #[test]
 fn not_yet_valid_token_is_invalid() {
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "alice", "nbf": now() + 60}),
-    );
-    assert!(matches!(
-        verifier(all_keys()).verify_connect(&token),
-        Err(TokenError::Invalid(_))
-    ));
+    let token = hs(Algorithm::HS256, SECRET, json!({"sub": "alice", "nbf": now() + 60}));
+    assert!(matches!(verifier(all_keys()).verify_connect(&token), Err(TokenError::Invalid(_))));
 }
 
 #[test]
@@ -122,19 +91,12 @@ fn no_exp_never_expires() {
 #[test]
 fn missing_sub_is_empty_user() {
     let token = hs(Algorithm::HS256, SECRET, json!({}));
-    assert_eq!(
-        verifier(all_keys()).verify_connect(&token).unwrap().user,
-        ""
-    );
+    assert_eq!(verifier(all_keys()).verify_connect(&token).unwrap().user, "");
 }
 
 #[test]
 fn info_claim_is_carried_as_raw_json() {
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "alice", "info": {"name": "Alice", "tags": [1, 2]}}),
-    );
+    let token = hs(Algorithm::HS256, SECRET, json!({"sub": "alice", "info": {"name": "Alice", "tags": [1, 2]}}));
     let claims = verifier(all_keys()).verify_connect(&token).unwrap();
     let info = claims.info.unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&info).unwrap();
@@ -142,61 +104,26 @@ fn info_claim_is_carried_as_raw_json() {
     // Raw text, not re-encoded or base64.
     assert_eq!(&info[..], br#"{"name":"Alice","tags":[1,2]}"#);
 
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "a", "info": "plain"}),
-    );
-    assert_eq!(
-        verifier(all_keys())
-            .verify_connect(&token)
-            .unwrap()
-            .info
-            .unwrap(),
-        &b"\"plain\""[..]
-    );
+    let token = hs(Algorithm::HS256, SECRET, json!({"sub": "a", "info": "plain"}));
+    assert_eq!(verifier(all_keys()).verify_connect(&token).unwrap().info.unwrap(), &b"\"plain\""[..]);
 }
 
 #[test]
 fn channels_claim() {
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "alice", "channels": ["news", "chat:room"]}),
-    );
+    let token = hs(Algorithm::HS256, SECRET, json!({"sub": "alice", "channels": ["news", "chat:room"]}));
     let claims = verifier(all_keys()).verify_connect(&token).unwrap();
-    assert_eq!(
-        claims.channels,
-        vec!["news".to_string(), "chat:room".to_string()]
-    );
+    assert_eq!(claims.channels, vec!["news".to_string(), "chat:room".to_string()]);
 }
 
 #[test]
 fn malformed_claims_are_invalid() {
     let v = verifier(all_keys());
-    for claims in [
-        json!({"sub": 5}),
-        json!({"channels": "news"}),
-        json!({"exp": "soon"}),
-    ] {
+    for claims in [json!({"sub": 5}), json!({"channels": "news"}), json!({"exp": "soon"})] {
         let token = hs(Algorithm::HS256, SECRET, claims.clone());
-        assert!(
-            matches!(v.verify_connect(&token), Err(TokenError::Invalid(_))),
-            "{claims}"
-        );
+        assert!(matches!(v.verify_connect(&token), Err(TokenError::Invalid(_))), "{claims}");
     }
-    for junk in [
-        "",
-        "abc",
-        "a.b.c",
-        "....",
-        "eyJhbGciOiJub25lIn0.e30.",
-        "\u{0}\u{ffff}",
-    ] {
-        assert!(
-            matches!(v.verify_connect(junk), Err(TokenError::Invalid(_))),
-            "{junk:?}"
-        );
+    for junk in ["", "abc", "a.b.c", "....", "eyJhbGciOiJub25lIn0.e30.", "\u{0}\u{ffff}"] {
+        assert!(matches!(v.verify_connect(junk), Err(TokenError::Invalid(_))), "{junk:?}");
     }
 }
 
@@ -212,86 +139,50 @@ fn rs256_and_rs512() {
 #[test]
 fn es256() {
     let token = es(json!({"sub": "dave"}));
-    assert_eq!(
-        verifier(all_keys()).verify_connect(&token).unwrap().user,
-        "dave"
-    );
+    assert_eq!(verifier(all_keys()).verify_connect(&token).unwrap().user, "dave");
 }
 
 #[test]
 fn es384_with_a_p256_key_is_invalid_not_a_panic() {
     let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
     // A forged header: ES384 over a P-256 signature.
-    let token =
-        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &json!({"sub": "x"}), &key).unwrap();
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &json!({"sub": "x"}), &key).unwrap();
     let mut parts: Vec<&str> = token.split('.').collect();
     // base64url of {"alg":"ES384","typ":"JWT"}
     parts[0] = "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9";
     let forged = parts.join(".");
-    assert!(matches!(
-        verifier(all_keys()).verify_connect(&forged),
-        Err(TokenError::Invalid(_))
-    ));
+    assert!(matches!(verifier(all_keys()).verify_connect(&forged), Err(TokenError::Invalid(_))));
 }
 
 #[test]
 fn alg_without_a_configured_key_is_invalid() {
-    let only_hmac = verifier(TokenConfig {
-        hmac_secret: Some(SECRET.into()),
-        ..TokenConfig::default()
-    });
+    let only_hmac = verifier(TokenConfig { hmac_secret: Some(SECRET.into()), ..TokenConfig::default() });
     let token = rs(Algorithm::RS256, json!({"sub": "carol"}));
     let err = only_hmac.verify_connect(&token).unwrap_err();
-    assert!(
-        matches!(err, TokenError::Invalid(ref m) if m.contains("token.rsa_public_key")),
-        "{err:?}"
-    );
+    assert!(matches!(err, TokenError::Invalid(ref m) if m.contains("token.rsa_public_key")), "{err:?}");
 
-    let only_rsa = verifier(TokenConfig {
-        rsa_public_key: Some(RSA_PUBLIC.into()),
-        ..TokenConfig::default()
-    });
+    let only_rsa = verifier(TokenConfig { rsa_public_key: Some(RSA_PUBLIC.into()), ..TokenConfig::default() });
     let token = hs(Algorithm::HS256, SECRET, json!({"sub": "alice"}));
-    assert!(matches!(
-        only_rsa.verify_connect(&token),
-        Err(TokenError::Invalid(_))
-    ));
+    assert!(matches!(only_rsa.verify_connect(&token), Err(TokenError::Invalid(_))));
 
     let none = verifier(TokenConfig::default());
     assert!(!none.is_configured());
-    assert!(matches!(
-        none.verify_connect(&token),
-        Err(TokenError::Invalid(_))
-    ));
+    assert!(matches!(none.verify_connect(&token), Err(TokenError::Invalid(_))));
 }
 
 #[test]
 fn hmac_token_signed_with_the_rsa_public_key_is_refused() {
     // The classic alg-confusion attack: HS256 keyed with the public PEM text.
-    let cfg = TokenConfig {
-        rsa_public_key: Some(RSA_PUBLIC.into()),
-        ..TokenConfig::default()
-    };
+    let cfg = TokenConfig { rsa_public_key: Some(RSA_PUBLIC.into()), ..TokenConfig::default() };
     let token = hs(Algorithm::HS256, RSA_PUBLIC, json!({"sub": "mallory"}));
-    assert!(matches!(
-        verifier(cfg).verify_connect(&token),
-        Err(TokenError::Invalid(_))
-    ));
+    assert!(matches!(verifier(cfg).verify_connect(&token), Err(TokenError::Invalid(_))));
 }
 
 #[test]
 fn audience_and_issuer_are_checked_when_configured() {
-    let cfg = TokenConfig {
-        audience: Some("hub".into()),
-        issuer: Some("auth".into()),
-        ..all_keys()
-    };
+    let cfg = TokenConfig { audience: Some("hub".into()), issuer: Some("auth".into()), ..all_keys() };
     let v = verifier(cfg);
-    let ok = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "a", "aud": "hub", "iss": "auth"}),
-    );
+    let ok = hs(Algorithm::HS256, SECRET, json!({"sub": "a", "aud": "hub", "iss": "auth"}));
     assert_eq!(v.verify_connect(&ok).unwrap().user, "a");
     for claims in [
         json!({"sub": "a", "aud": "other", "iss": "auth"}),
@@ -300,21 +191,11 @@ fn audience_and_issuer_are_checked_when_configured() {
         json!({"sub": "a", "aud": "hub"}),
     ] {
         let token = hs(Algorithm::HS256, SECRET, claims.clone());
-        assert!(
-            matches!(v.verify_connect(&token), Err(TokenError::Invalid(_))),
-            "{claims}"
-        );
+        assert!(matches!(v.verify_connect(&token), Err(TokenError::Invalid(_))), "{claims}");
     }
     // Not configured: aud/iss in the token are ignored.
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": "a", "aud": "x", "iss": "y"}),
-    );
-    assert_eq!(
-        verifier(all_keys()).verify_connect(&token).unwrap().user,
-        "a"
-    );
+    let token = hs(Algorithm::HS256, SECRET, json!({"sub": "a", "aud": "x", "iss": "y"}));
+    assert_eq!(verifier(all_keys()).verify_connect(&token).unwrap().user, "a");
 }
 
 #[test]
@@ -335,43 +216,24 @@ fn subscription_token() {
             info: Some(Bytes::from_static(br#"{"role":"admin"}"#)),
         }
     );
-    for claims in [
-        json!({"sub": "alice"}),
-        json!({"sub": "alice", "channel": ""}),
-    ] {
+    for claims in [json!({"sub": "alice"}), json!({"sub": "alice", "channel": ""})] {
         let token = hs(Algorithm::HS256, SECRET, claims);
-        assert!(matches!(
-            v.verify_subscribe(&token),
-            Err(TokenError::Invalid(_))
-        ));
+        assert!(matches!(v.verify_subscribe(&token), Err(TokenError::Invalid(_))));
     }
-    let token = hs(
-        Algorithm::HS256,
-        SECRET,
-        json!({"channel": "c", "exp": now() - 1}),
-    );
+    let token = hs(Algorithm::HS256, SECRET, json!({"channel": "c", "exp": now() - 1}));
     assert_eq!(v.verify_subscribe(&token), Err(TokenError::Expired));
 }
 
 #[test]
 fn bad_pem_names_the_key() {
-    let err = TokenVerifier::new(&TokenConfig {
-        rsa_public_key: Some("nope".into()),
-        ..TokenConfig::default()
-    })
-    .unwrap_err();
+    let err =
+        TokenVerifier::new(&TokenConfig { rsa_public_key: Some("nope".into()), ..TokenConfig::default() }).unwrap_err();
     assert_eq!(err.key(), "token.rsa_public_key");
-    let err = TokenVerifier::new(&TokenConfig {
-        ecdsa_public_key: Some(RSA_PUBLIC.into()),
-        ..TokenConfig::default()
-    })
-    .unwrap_err();
+    let err = TokenVerifier::new(&TokenConfig { ecdsa_public_key: Some(RSA_PUBLIC.into()), ..TokenConfig::default() })
+        .unwrap_err();
     assert_eq!(err.key(), "token.ecdsa_public_key");
-    let err = TokenVerifier::new(&TokenConfig {
-        hmac_secret: Some(String::new()),
-        ..TokenConfig::default()
-    })
-    .unwrap_err();
+    let err =
+        TokenVerifier::new(&TokenConfig { hmac_secret: Some(String::new()), ..TokenConfig::default() }).unwrap_err();
     assert_eq!(err.key(), "token.hmac_secret");
     assert!(err.to_string().starts_with("key \"token.hmac_secret\": "));
 }
@@ -388,19 +250,11 @@ fn signed_tokens_round_trip() {
     let token = sign_connect_token(SECRET, &claims).unwrap();
     assert_eq!(v.verify_connect(&token).unwrap(), claims);
 
-    let sub = SubscribeClaims {
-        user: "alice".into(),
-        channel: "$x".into(),
-        expires_at: None,
-        info: None,
-    };
+    let sub = SubscribeClaims { user: "alice".into(), channel: "$x".into(), expires_at: None, info: None };
     let token = sign_subscribe_token(SECRET, &sub).unwrap();
     assert_eq!(v.verify_subscribe(&token).unwrap(), sub);
 
-    let bad = ConnectClaims {
-        info: Some(Bytes::from_static(b"{not json")),
-        ..claims
-    };
+    let bad = ConnectClaims { info: Some(Bytes::from_static(b"{not json")), ..claims };
     assert!(sign_connect_token(SECRET, &bad).is_err());
     assert!(sign_connect_token("", &bad).is_err());
 }
@@ -425,51 +279,22 @@ fn a_token_serves_only_its_purpose() {
     }
     let signed = sign_subscribe_token(
         SECRET,
-        &SubscribeClaims {
-            user: "alice".into(),
-            channel: "priv:a".into(),
-            expires_at: None,
-            info: None,
-        },
+        &SubscribeClaims { user: "alice".into(), channel: "priv:a".into(), expires_at: None, info: None },
     )
     .unwrap();
-    assert!(matches!(
-        v.verify_connect(&signed),
-        Err(TokenError::Invalid(_))
-    ));
+    assert!(matches!(v.verify_connect(&signed), Err(TokenError::Invalid(_))));
     // A connection token (no `channel`) never subscribes, expired or not.
-    for claims in [
-        json!({"sub": "alice"}),
-        json!({"sub": "alice", "exp": now() - 10}),
-    ] {
+    for claims in [json!({"sub": "alice"}), json!({"sub": "alice", "exp": now() - 10})] {
         let token = hs(Algorithm::HS256, SECRET, claims.clone());
-        assert!(
-            matches!(v.verify_subscribe(&token), Err(TokenError::Invalid(_))),
-            "{claims}"
-        );
+        assert!(matches!(v.verify_subscribe(&token), Err(TokenError::Invalid(_))), "{claims}");
     }
     let signed = sign_connect_token(
         SECRET,
-        &ConnectClaims {
-            user: "alice".into(),
-            expires_at: None,
-            info: None,
-            channels: vec!["priv:a".into()],
-        },
+        &ConnectClaims { user: "alice".into(), expires_at: None, info: None, channels: vec!["priv:a".into()] },
     )
     .unwrap();
-    assert!(matches!(
-        v.verify_subscribe(&signed),
-        Err(TokenError::Invalid(_))
-    ));
+    assert!(matches!(v.verify_subscribe(&signed), Err(TokenError::Invalid(_))));
     // A forged token stays invalid, not expired, whatever its claims.
-    let forged = hs(
-        Algorithm::HS256,
-        "wrong",
-        json!({"sub": "alice", "exp": now() - 10}),
-    );
-    assert!(matches!(
-        v.verify_connect(&forged),
-        Err(TokenError::Invalid(_))
-    ));
+    let forged = hs(Algorithm::HS256, "wrong", json!({"sub": "alice", "exp": now() - 10}));
+    assert!(matches!(v.verify_connect(&forged), Err(TokenError::Invalid(_))));
 }

@@ -33,8 +33,8 @@ use dashmap::DashMap;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel as AmqpChannel, Connection, ConnectionProperties, ExchangeKind};
@@ -194,7 +194,13 @@ impl Cluster {
             .map_err(declare_error(format!("queue {}", names.node_queue)))?;
         for (exchange, key) in [(&names.deliver, ""), (&names.broadcast, ""), (&names.direct, node.name())] {
             node_channel
-                .queue_bind(names.node_queue.as_str().into(), exchange.as_str().into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    names.node_queue.as_str().into(),
+                    exchange.as_str().into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(declare_error(format!("binding of {} to {exchange}", names.node_queue)))?;
         }
@@ -221,7 +227,13 @@ impl Cluster {
                 .await
                 .map_err(declare_error(format!("queue {queue}")))?;
             channel
-                .queue_bind(queue.as_str().into(), cluster.names.publish.as_str().into(), "1".into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    queue.as_str().into(),
+                    cluster.names.publish.as_str().into(),
+                    "1".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(declare_error(format!("binding of {queue}")))?;
             let consumer = channel
@@ -257,7 +269,13 @@ impl Cluster {
     }
 
     /// Publishes an envelope (confirmed).
-    async fn send(&self, exchange: &str, routing_key: &str, envelope: &Envelope, request: Option<u64>) -> Result<(), ErrorCode> {
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope,
+        request: Option<u64>,
+    ) -> Result<(), ErrorCode> {
         let mut properties = BasicProperties::default().with_type(HUB_TYPE.into());
         if let Some(id) = request {
             properties = properties
@@ -402,7 +420,13 @@ impl Cluster {
 
     /// Hands emulation commands to the node holding the session; Ok(false)
     /// when that node does not know the session.
-    pub async fn forward_emulation(&self, node_name: &str, session: &str, data: Vec<u8>, protobuf: bool) -> Result<bool, ErrorCode> {
+    pub async fn forward_emulation(
+        &self,
+        node_name: &str,
+        session: &str,
+        data: Vec<u8>,
+        protobuf: bool,
+    ) -> Result<bool, ErrorCode> {
         if !self.live_nodes().iter().any(|n| n.name == node_name) {
             // No such node (or it died): nothing would answer.
             return Ok(false);
@@ -425,7 +449,9 @@ impl Cluster {
     }
 
     fn answer(self: &Arc<Self>, delivery: &Delivery, reply: Reply) {
-        let (Some(reply_to), Some(id)) = (delivery.properties.reply_to().clone(), delivery.properties.correlation_id().clone()) else {
+        let (Some(reply_to), Some(id)) =
+            (delivery.properties.reply_to().clone(), delivery.properties.correlation_id().clone())
+        else {
             return;
         };
         let cluster = self.clone();
@@ -438,10 +464,16 @@ impl Cluster {
 }
 
 fn error_code(code: u32) -> ErrorCode {
-    [codes::UNKNOWN_CHANNEL, codes::NOT_AVAILABLE, codes::UNRECOVERABLE_POSITION, codes::BAD_REQUEST, codes::PERMISSION_DENIED]
-        .into_iter()
-        .find(|c| c.code == code)
-        .unwrap_or(codes::INTERNAL)
+    [
+        codes::UNKNOWN_CHANNEL,
+        codes::NOT_AVAILABLE,
+        codes::UNRECOVERABLE_POSITION,
+        codes::BAD_REQUEST,
+        codes::PERMISSION_DENIED,
+    ]
+    .into_iter()
+    .find(|c| c.code == code)
+    .unwrap_or(codes::INTERNAL)
 }
 
 fn redact(url: &str) -> String {
@@ -454,7 +486,13 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn publish_confirmed(channel: &AmqpChannel, exchange: &str, routing_key: &str, body: &[u8], properties: BasicProperties) -> Result<(), ErrorCode> {
+async fn publish_confirmed(
+    channel: &AmqpChannel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), ErrorCode> {
     let confirm = channel
         .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), body, properties)
         .await
@@ -522,8 +560,12 @@ async fn handle_node_message(cluster: &Arc<Cluster>, delivery: &Delivery, envelo
                 let _ = topic.cast(TopicMsg::Deliver(epoch, Box::new(publication.into_proto())));
             }
         }
-        Envelope::Join { channel, info } => remote_push(&node, channel, |push, info| push.join = Some(protocol::proto::Join { info }), info),
-        Envelope::Leave { channel, info } => remote_push(&node, channel, |push, info| push.leave = Some(protocol::proto::Leave { info }), info),
+        Envelope::Join { channel, info } => {
+            remote_push(&node, channel, |push, info| push.join = Some(protocol::proto::Join { info }), info)
+        }
+        Envelope::Leave { channel, info } => {
+            remote_push(&node, channel, |push, info| push.leave = Some(protocol::proto::Leave { info }), info)
+        }
         Envelope::Heartbeat(info) => {
             if info.uid != node.uid {
                 cluster.nodes.insert(info.uid.clone(), (info, Instant::now()));
@@ -639,14 +681,24 @@ async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, de
                     } else {
                         let offset = sequenced.publication.offset;
                         let epoch = sequenced.epoch.clone();
-                        let deliver = Envelope::Deliver { channel: channel.clone(), epoch: sequenced.epoch, publication: sequenced.publication };
+                        let deliver = Envelope::Deliver {
+                            channel: channel.clone(),
+                            epoch: sequenced.epoch,
+                            publication: sequenced.publication,
+                        };
                         let exchange = cluster.names.deliver.clone();
                         // Publish now (in order), settle later: the ack of the shard
                         // message waits for RabbitMQ's confirm of the delivery.
                         let properties = BasicProperties::default().with_type(HUB_TYPE.into());
                         match cluster
                             .publisher
-                            .basic_publish(exchange.as_str().into(), "".into(), BasicPublishOptions::default(), &deliver.encode(), properties)
+                            .basic_publish(
+                                exchange.as_str().into(),
+                                "".into(),
+                                BasicPublishOptions::default(),
+                                &deliver.encode(),
+                                properties,
+                            )
                             .await
                         {
                             Ok(confirm) => {
@@ -658,7 +710,9 @@ async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, de
                                             let _ = delivery.ack(BasicAckOptions::default()).await;
                                         }
                                         _ => {
-                                            let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                                            let _ = delivery
+                                                .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                                                .await;
                                         }
                                     }
                                 });
@@ -677,7 +731,9 @@ async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, de
             }
         }
         Envelope::Sync => owner.sync(&channel, now),
-        Envelope::History { limit, since, reverse } => owner.history(&channel, &HistoryQuery { limit, since, reverse }, now),
+        Envelope::History { limit, since, reverse } => {
+            owner.history(&channel, &HistoryQuery { limit, since, reverse }, now)
+        }
         Envelope::HistoryRemove => owner.history_remove(&channel),
         other => {
             tracing::warn!(?other, "unexpected message on a shard queue; dropped");

@@ -45,7 +45,12 @@ impl From<&ClientInfo> for WireInfo {
 
 impl From<WireInfo> for ClientInfo {
     fn from(info: WireInfo) -> Self {
-        ClientInfo { user: info.user, client: info.client, conn_info: info.conn_info.into(), chan_info: info.chan_info.into() }
+        ClientInfo {
+            user: info.user,
+            client: info.client,
+            conn_info: info.conn_info.into(),
+            chan_info: info.chan_info.into(),
+        }
     }
 }
 
@@ -95,26 +100,57 @@ pub enum Envelope {
     /// The channel's stream: epoch, top offset and every retained publication.
     Sync,
     /// History page.
-    History { limit: i32, since: Option<(u64, String)>, reverse: bool },
+    History {
+        limit: i32,
+        since: Option<(u64, String)>,
+        reverse: bool,
+    },
     /// Drop the channel's history.
     HistoryRemove,
 
     // ---- from owners to every node (delivery exchange) ----
     /// A sequenced publication of `channel`.
-    Deliver { channel: String, epoch: String, publication: WirePublication },
+    Deliver {
+        channel: String,
+        epoch: String,
+        publication: WirePublication,
+    },
     /// Someone joined or left `channel` on some node.
-    Join { channel: String, info: WireInfo },
-    Leave { channel: String, info: WireInfo },
+    Join {
+        channel: String,
+        info: WireInfo,
+    },
+    Leave {
+        channel: String,
+        info: WireInfo,
+    },
 
     // ---- between nodes (broadcast or direct) ----
     Heartbeat(NodeInfo),
     /// A node is leaving the cluster.
-    Goodbye { uid: String },
-    SubscribeUser { user: String, channel: String, client: Option<String> },
-    UnsubscribeUser { user: String, channel: String, client: Option<String> },
-    DisconnectUser { user: String, client: Option<String>, code: u16, reason: String },
+    Goodbye {
+        uid: String,
+    },
+    SubscribeUser {
+        user: String,
+        channel: String,
+        client: Option<String>,
+    },
+    UnsubscribeUser {
+        user: String,
+        channel: String,
+        client: Option<String>,
+    },
+    DisconnectUser {
+        user: String,
+        client: Option<String>,
+        code: u16,
+        reason: String,
+    },
     /// Local presence of a channel (answered with `Reply::Presence`).
-    PresenceQuery { channel: String },
+    PresenceQuery {
+        channel: String,
+    },
     /// Commands for an emulated session held by the receiving node.
     Emulation {
         session: String,
@@ -133,9 +169,20 @@ pub enum Envelope {
 /// Answers to requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
-    Published { offset: u64, epoch: String },
-    Stream { epoch: String, top: u64, publications: Vec<WirePublication> },
-    History { epoch: String, top: u64, publications: Vec<WirePublication> },
+    Published {
+        offset: u64,
+        epoch: String,
+    },
+    Stream {
+        epoch: String,
+        top: u64,
+        publications: Vec<WirePublication>,
+    },
+    History {
+        epoch: String,
+        top: u64,
+        publications: Vec<WirePublication>,
+    },
     Done,
     Presence(Vec<WireInfo>),
     /// Emulation: whether the session was found.

@@ -73,17 +73,13 @@ impl ShardOwner {
         if let Some(key) = &idempotency_key {
             if let Some((at, offset)) = owned.idempotency.get(key) {
                 if now.duration_since(*at) < window {
-                    let publication = WirePublication { offset: *offset, data: Vec::new(), info: None, tags: Default::default() };
+                    let publication =
+                        WirePublication { offset: *offset, data: Vec::new(), info: None, tags: Default::default() };
                     return Ok(Sequenced { epoch: epoch_of(&owned.stream), publication, duplicate: true });
                 }
             }
         }
-        let proto = Publication {
-            data: data.into(),
-            info: info.map(Into::into),
-            tags,
-            ..Default::default()
-        };
+        let proto = Publication { data: data.into(), info: info.map(Into::into), tags, ..Default::default() };
         // Also AMQP ingest: what no client could be sent is refused here.
         crate::limits::check_publication(channel, &proto, limit)?;
         let offset = if owned.stream.enabled() { owned.stream.append(proto.clone(), now) } else { 0 };

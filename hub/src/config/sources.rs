@@ -92,19 +92,13 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
     let mut namespaces = Dict::new();
     namespaces.insert("chat".into(), channel_value(&everything));
     dict.insert("namespaces".into(), Value::from(namespaces));
-    Layer {
-        metadata: Metadata::named(DEV_SOURCE),
-        dict,
-    }
+    Layer { metadata: Metadata::named(DEV_SOURCE), dict }
 }
 
 fn channel_value(options: &ChannelOptions) -> Value {
     let mut dict = Dict::new();
     dict.insert("history_size".into(), Value::from(options.history_size));
-    dict.insert(
-        "history_ttl".into(),
-        Value::from(humantime::format_duration(options.history_ttl).to_string()),
-    );
+    dict.insert("history_ttl".into(), Value::from(humantime::format_duration(options.history_ttl).to_string()));
     for (key, on) in [
         ("presence", options.presence),
         ("join_leave", options.join_leave),
@@ -153,14 +147,12 @@ pub(super) fn env_layer<I: IntoIterator<Item = (String, String)>>(env: I) -> Lay
             Value::from(raw)
         } else {
             // Infallible: unparsable text becomes a string value.
-            raw.parse::<Value>()
-                .unwrap_or_else(|_| Value::from(raw.clone()))
+            raw.parse::<Value>().unwrap_or_else(|_| Value::from(raw.clone()))
         };
         insert_nested(&mut dict, &path, value);
     }
-    let metadata = Metadata::named(ENV_SOURCE).interpolater(|_: &Profile, keys: &[&str]| {
-        format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase())
-    });
+    let metadata = Metadata::named(ENV_SOURCE)
+        .interpolater(|_: &Profile, keys: &[&str]| format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase()));
     Layer { metadata, dict }
 }
 
@@ -172,9 +164,7 @@ fn insert_nested(dict: &mut Dict, path: &[String], value: Value) {
         dict.insert(first.clone(), value);
         return;
     }
-    let entry = dict
-        .entry(first.clone())
-        .or_insert_with(|| Value::from(Dict::new()));
+    let entry = dict.entry(first.clone()).or_insert_with(|| Value::from(Dict::new()));
     if !matches!(entry, Value::Dict(..)) {
         *entry = Value::from(Dict::new());
     }
@@ -228,9 +218,8 @@ pub(super) fn flags_layer(args: &ConfigArgs) -> Layer {
         token.insert("hmac_secret".into(), Value::from(secret.clone()));
         set("token", Value::from(token));
     }
-    let metadata = Metadata::named(FLAGS_SOURCE).interpolater(|_: &Profile, keys: &[&str]| {
-        format!("--{}", keys.join("-").replace('_', "-"))
-    });
+    let metadata = Metadata::named(FLAGS_SOURCE)
+        .interpolater(|_: &Profile, keys: &[&str]| format!("--{}", keys.join("-").replace('_', "-")));
     Layer { metadata, dict }
 }
 
@@ -244,11 +233,7 @@ pub(super) fn origin(metadata: Option<&Metadata>, path: &[String]) -> String {
         return file.display().to_string();
     }
     if metadata.name == ENV_SOURCE || metadata.name == FLAGS_SOURCE {
-        return format!(
-            "{} {}",
-            metadata.name,
-            metadata.interpolate(&Profile::Default, path)
-        );
+        return format!("{} {}", metadata.name, metadata.interpolate(&Profile::Default, path));
     }
     metadata.name.to_string()
 }
@@ -273,11 +258,7 @@ pub(super) fn convert(error: figment::Error, figment: &Figment) -> ConfigError {
             if path.is_empty() {
                 ConfigError::Syntax { origin, reason }
             } else {
-                ConfigError::Key {
-                    origin,
-                    key,
-                    reason,
-                }
+                ConfigError::Key { origin, key, reason }
             }
         })
         .collect();

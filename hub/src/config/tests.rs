@@ -11,9 +11,7 @@ fn no_env() -> Vec<(String, String)> {
 }
 
 fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
-    vars.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Writes `text` to a fresh file under the temp dir and returns its path.
@@ -27,10 +25,7 @@ fn file(text: &str) -> PathBuf {
 }
 
 fn with_file(path: &Path) -> ConfigArgs {
-    ConfigArgs {
-        config: Some(path.to_owned()),
-        ..ConfigArgs::default()
-    }
+    ConfigArgs { config: Some(path.to_owned()), ..ConfigArgs::default() }
 }
 
 fn load_text(text: &str) -> (PathBuf, Result<Config, ConfigError>) {
@@ -67,16 +62,8 @@ fn defaults() {
     assert_eq!(config.ping_interval, Duration::from_secs(25));
     assert_eq!(config.pong_timeout, Duration::from_secs(8));
     assert_eq!(config.connect_timeout, Duration::from_secs(10));
-    assert_eq!(
-        config.client_expired_close_delay,
-        Duration::from_secs(25),
-        "Centrifugo's default"
-    );
-    assert_eq!(
-        config.client_expired_sub_close_delay,
-        Duration::from_secs(25),
-        "Centrifugo's default"
-    );
+    assert_eq!(config.client_expired_close_delay, Duration::from_secs(25), "Centrifugo's default");
+    assert_eq!(config.client_expired_sub_close_delay, Duration::from_secs(25), "Centrifugo's default");
     assert_eq!(config.client_outbox_bytes, 1_048_576);
     assert_eq!(config.max_frame_bytes, 65_536);
     assert_eq!(config.max_channels_per_client, 128);
@@ -93,10 +80,7 @@ fn defaults() {
 
 #[test]
 fn dev_preset() {
-    let args = ConfigArgs {
-        dev: true,
-        ..ConfigArgs::default()
-    };
+    let args = ConfigArgs { dev: true, ..ConfigArgs::default() };
     let config = Config::load_from(&args, no_env()).unwrap();
     assert!(config.dev);
     assert!(config.allow_anonymous);
@@ -111,34 +95,17 @@ fn dev_preset() {
 
 #[test]
 fn dev_preset_keeps_a_given_api_key_and_file_settings() {
-    let path = file("api_key = \"from-file\"\n[namespaces.chat]\nhistory_size = 5\n[namespaces.games]\npresence = true\n");
-    let args = ConfigArgs {
-        dev: true,
-        ..with_file(&path)
-    };
+    let path =
+        file("api_key = \"from-file\"\n[namespaces.chat]\nhistory_size = 5\n[namespaces.games]\npresence = true\n");
+    let args = ConfigArgs { dev: true, ..with_file(&path) };
     let config = Config::load_from(&args, no_env()).unwrap();
     assert_eq!(config.api_key.as_deref(), Some("from-file"));
-    assert_eq!(
-        config.namespaces["chat"],
-        ChannelOptions {
-            history_size: 5,
-            ..dev_options()
-        }
-    );
-    assert_eq!(
-        config.namespaces["games"],
-        ChannelOptions {
-            presence: true,
-            ..ChannelOptions::default()
-        }
-    );
+    assert_eq!(config.namespaces["chat"], ChannelOptions { history_size: 5, ..dev_options() });
+    assert_eq!(config.namespaces["games"], ChannelOptions { presence: true, ..ChannelOptions::default() });
 
     let config = Config::load_from(&args, env(&[("HUB_API_KEY", "from-env")])).unwrap();
     assert_eq!(config.api_key.as_deref(), Some("from-env"));
-    let args = ConfigArgs {
-        api_key: Some("from-flag".into()),
-        ..args
-    };
+    let args = ConfigArgs { api_key: Some("from-flag".into()), ..args };
     let config = Config::load_from(&args, env(&[("HUB_API_KEY", "from-env")])).unwrap();
     assert_eq!(config.api_key.as_deref(), Some("from-flag"));
 }
@@ -157,11 +124,7 @@ fn precedence_file_then_env_then_flags() {
         "listen = \"0.0.0.0:9000\"\nping_interval = \"10s\"\npong_timeout = \"3s\"\napi_key = \"file\"\n\
          node_name = \"file-node\"\n[token]\nhmac_secret = \"file-secret\"\n",
     );
-    let vars = env(&[
-        ("HUB_PING_INTERVAL", "500ms"),
-        ("HUB_API_KEY", "env"),
-        ("HUB_NODE_NAME", "env-node"),
-    ]);
+    let vars = env(&[("HUB_PING_INTERVAL", "500ms"), ("HUB_API_KEY", "env"), ("HUB_NODE_NAME", "env-node")]);
 
     let config = Config::load_from(&with_file(&path), no_env()).unwrap();
     assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
@@ -223,35 +186,25 @@ fn env_scheme() {
     assert!(config.channel.presence);
     assert_eq!(
         config.namespace(Some("chat")),
-        Some(&ChannelOptions {
-            history_size: 10,
-            history_ttl: Duration::from_secs(60),
-            ..ChannelOptions::default()
-        })
+        Some(&ChannelOptions { history_size: 10, history_ttl: Duration::from_secs(60), ..ChannelOptions::default() })
     );
 }
 
 #[test]
 fn env_key_typo_inside_a_known_table_is_refused() {
-    let err = Config::load_from(
-        &ConfigArgs::default(),
-        env(&[("HUB_TOKEN__HMAC_SECRTE", "x")]),
-    )
-    .unwrap_err();
+    let err = Config::load_from(&ConfigArgs::default(), env(&[("HUB_TOKEN__HMAC_SECRTE", "x")])).unwrap_err();
     let text = err.to_string();
     assert!(
-        text.starts_with("config error in environment variable HUB_TOKEN__HMAC_SECRTE: key \"token.hmac_secrte\": unknown key"),
+        text.starts_with(
+            "config error in environment variable HUB_TOKEN__HMAC_SECRTE: key \"token.hmac_secrte\": unknown key"
+        ),
         "{text}"
     );
 }
 
 #[test]
 fn env_wrong_type_names_the_variable() {
-    let err = Config::load_from(
-        &ConfigArgs::default(),
-        env(&[("HUB_MAX_FRAME_BYTES", "lots")]),
-    )
-    .unwrap_err();
+    let err = Config::load_from(&ConfigArgs::default(), env(&[("HUB_MAX_FRAME_BYTES", "lots")])).unwrap_err();
     assert_eq!(
         err.to_string(),
         "config error in environment variable HUB_MAX_FRAME_BYTES: key \"max_frame_bytes\": \
@@ -305,45 +258,21 @@ force_recovery = true
 
 #[test]
 fn expiry_graces_come_from_file_and_env_and_may_be_zero() {
-    let (_, result) = load_text(
-        "client_expired_close_delay = \"1500ms\"\nclient_expired_sub_close_delay = \"0s\"\n",
-    );
+    let (_, result) = load_text("client_expired_close_delay = \"1500ms\"\nclient_expired_sub_close_delay = \"0s\"\n");
     let config = result.unwrap();
-    assert_eq!(
-        config.client_expired_close_delay,
-        Duration::from_millis(1500)
-    );
-    assert_eq!(
-        config.client_expired_sub_close_delay,
-        Duration::ZERO,
-        "0 = no grace, not an error"
-    );
-    let vars = env(&[
-        ("HUB_CLIENT_EXPIRED_CLOSE_DELAY", "0s"),
-        ("HUB_CLIENT_EXPIRED_SUB_CLOSE_DELAY", "1m"),
-    ]);
+    assert_eq!(config.client_expired_close_delay, Duration::from_millis(1500));
+    assert_eq!(config.client_expired_sub_close_delay, Duration::ZERO, "0 = no grace, not an error");
+    let vars = env(&[("HUB_CLIENT_EXPIRED_CLOSE_DELAY", "0s"), ("HUB_CLIENT_EXPIRED_SUB_CLOSE_DELAY", "1m")]);
     let config = Config::load_from(&ConfigArgs::default(), vars).unwrap();
     assert_eq!(config.client_expired_close_delay, Duration::ZERO);
-    assert_eq!(
-        config.client_expired_sub_close_delay,
-        Duration::from_secs(60)
-    );
+    assert_eq!(config.client_expired_sub_close_delay, Duration::from_secs(60));
     let (path, message) = error_text("client_expired_close_delay = 5\n");
-    assert!(
-        message.starts_with(&format!(
-            "config error in {path}: key \"client_expired_close_delay\": "
-        )),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("config error in {path}: key \"client_expired_close_delay\": ")), "{message}");
 }
 
 #[test]
 fn checkconfig_output_loads_back_to_the_same_config() {
-    let args = ConfigArgs {
-        dev: true,
-        token_hmac_secret: Some("s".into()),
-        ..ConfigArgs::default()
-    };
+    let args = ConfigArgs { dev: true, token_hmac_secret: Some("s".into()), ..ConfigArgs::default() };
     let config = Config::load_from(&args, no_env()).unwrap();
     let text = toml::to_string_pretty(&config).unwrap();
     let (_, again) = load_text(&text);
@@ -354,10 +283,7 @@ fn checkconfig_output_loads_back_to_the_same_config() {
 fn redacted_hides_secrets() {
     let config = Config {
         api_key: Some("k".into()),
-        token: TokenConfig {
-            hmac_secret: Some("s".into()),
-            ..TokenConfig::default()
-        },
+        token: TokenConfig { hmac_secret: Some("s".into()), ..TokenConfig::default() },
         ..Config::default()
     };
     let shown = config.redacted();
@@ -382,12 +308,7 @@ fn top_level_and_string_keys_match_the_struct() {
         ..Config::default()
     };
     let value = serde_json::to_value(&config).unwrap();
-    let keys: Vec<&str> = value
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
     let mut expected = TOP_LEVEL_KEYS.to_vec();
     expected.sort_unstable();
     let mut keys = keys;
@@ -408,22 +329,13 @@ fn missing_file_names_the_file() {
     let err = Config::load_from(&with_file(&path), no_env()).unwrap_err();
     assert!(matches!(err, ConfigError::Unreadable { .. }));
     let text = err.to_string();
-    assert!(
-        text.starts_with(&format!(
-            "config error in {}: cannot read the file: ",
-            path.display()
-        )),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("config error in {}: cannot read the file: ", path.display())), "{text}");
 }
 
 #[test]
 fn bad_toml_names_the_file() {
     let (path, text) = error_text("listen = \n");
-    assert!(
-        text.starts_with(&format!("config error in {path}: ")),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("config error in {path}: ")), "{text}");
     assert!(text.contains("line 1"), "{text}");
 }
 
@@ -439,41 +351,23 @@ fn wrong_type_names_file_and_key() {
 #[test]
 fn unknown_keys_are_refused() {
     let (path, text) = error_text("listne = \"127.0.0.1:1\"\n");
-    assert!(
-        text.starts_with(&format!(
-            "config error in {path}: key \"listne\": unknown key"
-        )),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("config error in {path}: key \"listne\": unknown key")), "{text}");
     let (path, text) = error_text("[namespaces.chat]\nhistroy_size = 1\n");
     assert!(
-        text.starts_with(&format!(
-            "config error in {path}: key \"namespaces.chat.histroy_size\": unknown key"
-        )),
+        text.starts_with(&format!("config error in {path}: key \"namespaces.chat.histroy_size\": unknown key")),
         "{text}"
     );
     let (path, text) = error_text("[token]\nsecret = \"x\"\n");
-    assert!(
-        text.starts_with(&format!(
-            "config error in {path}: key \"token.secret\": unknown key"
-        )),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("config error in {path}: key \"token.secret\": unknown key")), "{text}");
 }
 
 #[test]
 fn unknown_key_under_the_dev_preset_names_the_file() {
     let path = file("[namespaces.chat]\nhistroy_size = 1\n");
-    let args = ConfigArgs {
-        dev: true,
-        ..with_file(&path)
-    };
+    let args = ConfigArgs { dev: true, ..with_file(&path) };
     let text = Config::load_from(&args, no_env()).unwrap_err().to_string();
     assert!(
-        text.starts_with(&format!(
-            "config error in {}: key \"namespaces.chat.histroy_size\"",
-            path.display()
-        )),
+        text.starts_with(&format!("config error in {}: key \"namespaces.chat.histroy_size\"", path.display())),
         "{text}"
     );
 }
@@ -481,58 +375,23 @@ fn unknown_key_under_the_dev_preset_names_the_file() {
 #[test]
 fn invalid_values_name_file_and_key() {
     for (toml, key, reason) in [
-        (
-            "pong_timeout = \"0s\"",
-            "pong_timeout",
-            "must be greater than 0",
-        ),
-        (
-            "ping_interval = \"0s\"",
-            "ping_interval",
-            "must be greater than 0",
-        ),
-        (
-            "connect_timeout = \"0s\"",
-            "connect_timeout",
-            "must be greater than 0",
-        ),
-        (
-            "client_outbox_bytes = 0",
-            "client_outbox_bytes",
-            "must be greater than 0",
-        ),
+        ("pong_timeout = \"0s\"", "pong_timeout", "must be greater than 0"),
+        ("ping_interval = \"0s\"", "ping_interval", "must be greater than 0"),
+        ("connect_timeout = \"0s\"", "connect_timeout", "must be greater than 0"),
+        ("client_outbox_bytes = 0", "client_outbox_bytes", "must be greater than 0"),
         ("node_name = \"\"", "node_name", "must not be empty"),
         ("api_key = \"\"", "api_key", "must not be empty"),
         ("log_level = \"[[[\"", "log_level", "not a valid log filter"),
         ("[namespaces.\"chat:x\"]", "namespaces.chat:x", "no ':'"),
         ("[namespaces.\"\"]", "namespaces.", "must not be empty"),
-        (
-            "[token]\nrsa_public_key = \"not a pem\"",
-            "token.rsa_public_key",
-            "not an RSA public key",
-        ),
-        (
-            "[token]\necdsa_public_key = \"not a pem\"",
-            "token.ecdsa_public_key",
-            "not an ECDSA public key",
-        ),
-        (
-            "[channel]\nhistory_size = 10",
-            "channel.history_size",
-            "both be set",
-        ),
-        (
-            "[namespaces.a]\nforce_recovery = true",
-            "namespaces.a.force_recovery",
-            "recovery needs history",
-        ),
+        ("[token]\nrsa_public_key = \"not a pem\"", "token.rsa_public_key", "not an RSA public key"),
+        ("[token]\necdsa_public_key = \"not a pem\"", "token.ecdsa_public_key", "not an ECDSA public key"),
+        ("[channel]\nhistory_size = 10", "channel.history_size", "both be set"),
+        ("[namespaces.a]\nforce_recovery = true", "namespaces.a.force_recovery", "recovery needs history"),
     ] {
         let (path, text) = error_text(toml);
         let prefix = format!("config error in {path}: key \"{key}\": ");
-        assert!(
-            text.starts_with(&prefix) && text.contains(reason),
-            "{toml}: {text}"
-        );
+        assert!(text.starts_with(&prefix) && text.contains(reason), "{toml}: {text}");
     }
 }
 
@@ -547,28 +406,20 @@ fn unparsable_values_name_file_and_key() {
         ("allow_anonymous = \"yes\"", "allow_anonymous"),
     ] {
         let (path, text) = error_text(toml);
-        assert!(
-            text.starts_with(&format!("config error in {path}: key \"{key}\": ")),
-            "{toml}: {text}"
-        );
+        assert!(text.starts_with(&format!("config error in {path}: key \"{key}\": ")), "{toml}: {text}");
     }
 }
 
 #[test]
 fn several_problems_are_all_reported() {
     let (_, result) = load_text("ping_interval = \"0s\"\npong_timeout = \"0s\"\n");
-    let ConfigError::Many(errors) = result.unwrap_err() else {
-        panic!("expected several errors")
-    };
+    let ConfigError::Many(errors) = result.unwrap_err() else { panic!("expected several errors") };
     assert_eq!(errors.len(), 2);
 }
 
 #[test]
 fn invalid_flag_value_names_the_flag() {
-    let args = ConfigArgs {
-        pong_timeout: Some(Duration::ZERO),
-        ..ConfigArgs::default()
-    };
+    let args = ConfigArgs { pong_timeout: Some(Duration::ZERO), ..ConfigArgs::default() };
     let err = Config::load_from(&args, no_env()).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -579,13 +430,7 @@ fn invalid_flag_value_names_the_flag() {
 #[test]
 fn namespace_lookup() {
     let mut config = Config::default();
-    config.namespaces.insert(
-        "chat".into(),
-        ChannelOptions {
-            presence: true,
-            ..ChannelOptions::default()
-        },
-    );
+    config.namespaces.insert("chat".into(), ChannelOptions { presence: true, ..ChannelOptions::default() });
     assert_eq!(config.namespace(None), Some(&config.channel));
     assert!(config.namespace(Some("chat")).unwrap().presence);
     assert_eq!(config.namespace(Some("nope")), None);

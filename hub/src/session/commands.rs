@@ -129,10 +129,7 @@ impl Session {
         self.user = Arc::from(user);
         self.conn_info = info;
         self.expires_at = expires_at;
-        node.register(
-            client.clone(),
-            SessionEntry { actor: self.myself.clone(), user: self.user.clone() },
-        );
+        node.register(client.clone(), SessionEntry { actor: self.myself.clone(), user: self.user.clone() });
         let ping = node.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
         let ttl = expires_at.map(ttl_until);
         let result = proto::ConnectResult {
@@ -234,7 +231,13 @@ impl Session {
         let recoverable = options.history_enabled() && (options.force_recovery || request.recoverable);
         let recover = request.recover.then(|| (request.offset, request.epoch.clone()));
         let ttl = expires_at.map(ttl_until);
-        let args = SubscribeArgs { subscriber: self.subscriber(chan_info.clone()), recover, recoverable, ttl, reply: ReplyTarget::Reply(id) };
+        let args = SubscribeArgs {
+            subscriber: self.subscriber(chan_info.clone()),
+            recover,
+            recoverable,
+            ttl,
+            reply: ReplyTarget::Reply(id),
+        };
         node.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await?;
         self.add_subscription(channel, Subscription { server_side: false, expires_at, chan_info });
         // The topic queued the reply itself, ahead of any publication.
@@ -269,7 +272,10 @@ impl Session {
             reply: ReplyTarget::Push,
         };
         match node.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await {
-            Ok(_) => self.add_subscription(channel, Subscription { server_side: true, expires_at: None, chan_info: bytes::Bytes::new() }),
+            Ok(_) => self.add_subscription(
+                channel,
+                Subscription { server_side: true, expires_at: None, chan_info: bytes::Bytes::new() },
+            ),
             Err(error) => tracing::warn!(%channel, code = error.code, "server-side subscribe failed"),
         }
     }
@@ -353,7 +359,10 @@ impl Session {
         let (channel, options) = Channel::parse(&request.channel, &node.config)?;
         self.may_read(&channel, options.allow_subscribe)?;
         let (num_clients, num_users) = node.presence_stats(channel.as_str()).await?;
-        Ok(Some(Reply { presence_stats: Some(proto::PresenceStatsResult { num_clients, num_users }), ..Default::default() }))
+        Ok(Some(Reply {
+            presence_stats: Some(proto::PresenceStatsResult { num_clients, num_users }),
+            ..Default::default()
+        }))
     }
 
     async fn history(&mut self, request: proto::HistoryRequest) -> Handled {

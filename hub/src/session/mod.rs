@@ -25,8 +25,8 @@ use bytes::Bytes;
 use protocol::codec;
 use protocol::codes::{self, DisconnectCode};
 use protocol::proto::{Command, Reply};
-use rand::Rng;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rand::Rng;
 
 use crate::channel::Channel;
 use crate::metrics::Metrics;
@@ -134,7 +134,12 @@ impl Actor for SessionActor {
         })
     }
 
-    async fn handle(&self, _: ActorRef<SessionMsg>, message: SessionMsg, session: &mut Session) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<SessionMsg>,
+        message: SessionMsg,
+        session: &mut Session,
+    ) -> Result<(), ActorProcessingErr> {
         if session.closed {
             return Ok(());
         }

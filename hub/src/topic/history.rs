@@ -86,7 +86,14 @@ impl Stream {
 
     /// A replica of an owner's stream (cluster mode): the owner's epoch and
     /// publications; later ones are added with [`Stream::append_at`].
-    pub fn replica(size: usize, ttl: Duration, epoch: String, top: u64, publications: Vec<Publication>, now: Instant) -> Self {
+    pub fn replica(
+        size: usize,
+        ttl: Duration,
+        epoch: String,
+        top: u64,
+        publications: Vec<Publication>,
+        now: Instant,
+    ) -> Self {
         let mut stream = Stream { epoch, top, size, ttl, items: VecDeque::new(), last_activity: now };
         for publication in publications {
             stream.items.push_back((now, publication));

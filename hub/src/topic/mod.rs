@@ -30,8 +30,8 @@ use protocol::proto::{self, ClientInfo, Publication, Push, Reply};
 use protocol::Encoding;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-pub use history::{HistoryPage, HistoryQuery};
 use history::Stream;
+pub use history::{HistoryPage, HistoryQuery};
 
 use crate::channel::Channel;
 use crate::config::ChannelOptions;
@@ -226,7 +226,11 @@ impl Actor for TopicActor {
     type State = TopicActorState;
     type Arguments = TopicArgs;
 
-    async fn pre_start(&self, myself: ActorRef<TopicMsg>, args: TopicArgs) -> Result<TopicActorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TopicMsg>,
+        args: TopicArgs,
+    ) -> Result<TopicActorState, ActorProcessingErr> {
         let idle = {
             let mut state = args.state.lock();
             state.idle_check_pending = state.subscribers.is_empty();
@@ -286,9 +290,8 @@ impl Actor for TopicActor {
                 let _ = reply.send(result);
             }
             TopicMsg::Presence(reply) => {
-                let result = refuse_if(&state, !state.options.presence).map(|()| {
-                    state.subscribers.values().map(|s| (s.client.to_string(), s.info())).collect()
-                });
+                let result = refuse_if(&state, !state.options.presence)
+                    .map(|()| state.subscribers.values().map(|s| (s.client.to_string(), s.info())).collect());
                 let _ = reply.send(result);
             }
             TopicMsg::PresenceStats(reply) => {
@@ -356,7 +359,12 @@ fn refuse_if(state: &TopicState, not_available: bool) -> Result<(), TopicError> 
     }
 }
 
-fn subscribe(state: &mut TopicState, args: SubscribeArgs, now: Instant, context: &TopicContext) -> Result<Position, TopicError> {
+fn subscribe(
+    state: &mut TopicState,
+    args: SubscribeArgs,
+    now: Instant,
+    context: &TopicContext,
+) -> Result<Position, TopicError> {
     if state.retiring {
         return Err(TopicError::Retiring);
     }
@@ -456,7 +464,11 @@ fn subscribe(state: &mut TopicState, args: SubscribeArgs, now: Instant, context:
             // Every node (this one too) hears it from the delivery exchange.
             (Some(_), Some(cluster)) => cluster.announce(state.channel.as_str(), &info, true),
             _ => {
-                let push = Push { channel: state.channel.to_string(), join: Some(proto::Join { info: Some(info) }), ..Default::default() };
+                let push = Push {
+                    channel: state.channel.to_string(),
+                    join: Some(proto::Join { info: Some(info) }),
+                    ..Default::default()
+                };
                 broadcast(state, push, context);
             }
         }
@@ -520,7 +532,14 @@ fn synced(
 }
 
 /// Cluster mode: a sequenced publication from the owner.
-fn deliver(state: &mut TopicState, myself: &ActorRef<TopicMsg>, epoch: String, publication: Publication, now: Instant, context: &TopicContext) {
+fn deliver(
+    state: &mut TopicState,
+    myself: &ActorRef<TopicMsg>,
+    epoch: String,
+    publication: Publication,
+    now: Instant,
+    context: &TopicContext,
+) {
     let Some(replica) = state.replica.as_mut() else { return };
     if replica.syncing {
         if replica.buffer.len() < MAX_SYNC_BUFFER {
@@ -605,7 +624,8 @@ fn leave(state: &mut TopicState, subscriber: &Subscriber, context: &TopicContext
     }
     if state.options.join_leave {
         let info = Some(subscriber.info());
-        let push = Push { channel: state.channel.to_string(), leave: Some(proto::Leave { info }), ..Default::default() };
+        let push =
+            Push { channel: state.channel.to_string(), leave: Some(proto::Leave { info }), ..Default::default() };
         broadcast(state, push, context);
     }
 }

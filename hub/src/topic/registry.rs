@@ -86,7 +86,8 @@ impl TopicRegistry {
             return Ok(topic);
         }
         let (channel, options) = (channel.clone(), options.clone());
-        match self.supervisor.call(|reply| SupervisorMsg::GetOrSpawn(channel, options, reply), Some(CALL_TIMEOUT)).await {
+        match self.supervisor.call(|reply| SupervisorMsg::GetOrSpawn(channel, options, reply), Some(CALL_TIMEOUT)).await
+        {
             Ok(CallResult::Success(result)) => result,
             _ => Err(codes::INTERNAL.temporary()),
         }
@@ -146,7 +147,11 @@ impl Actor for TopicSupervisor {
     type State = SupervisorState;
     type Arguments = TopicContext;
 
-    async fn pre_start(&self, _: ActorRef<SupervisorMsg>, context: TopicContext) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<SupervisorMsg>,
+        context: TopicContext,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState { context, children: HashMap::new(), by_channel: HashMap::new() })
     }
 

@@ -92,7 +92,8 @@ pub async fn sse_get(
     query: web::Query<SseQuery>,
     node: web::Data<Arc<Node>>,
 ) -> Result<HttpResponse, HttpTransportError> {
-    let connect = query.cf_connect.as_deref().ok_or_else(|| HttpTransportError::BadRequest("cf_connect is required".into()))?;
+    let connect =
+        query.cf_connect.as_deref().ok_or_else(|| HttpTransportError::BadRequest("cf_connect is required".into()))?;
     start(node.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse).await
 }
 
@@ -102,7 +103,11 @@ pub async fn sse_post(body: Bytes, node: web::Data<Arc<Node>>) -> Result<HttpRes
 }
 
 /// `POST /connection/http_stream`.
-pub async fn http_stream(req: HttpRequest, body: Bytes, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
+pub async fn http_stream(
+    req: HttpRequest,
+    body: Bytes,
+    node: web::Data<Arc<Node>>,
+) -> Result<HttpResponse, HttpTransportError> {
     let framing = if is_protobuf(&req) { Framing::Protobuf } else { Framing::JsonLines };
     start(node.get_ref().clone(), &body, framing, TransportKind::HttpStream).await
 }
@@ -114,7 +119,12 @@ fn is_protobuf(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.starts_with("application/octet-stream") || v.starts_with("application/x-protobuf"))
 }
 
-async fn start(node: Arc<Node>, connect: &[u8], framing: Framing, kind: TransportKind) -> Result<HttpResponse, HttpTransportError> {
+async fn start(
+    node: Arc<Node>,
+    connect: &[u8],
+    framing: Framing,
+    kind: TransportKind,
+) -> Result<HttpResponse, HttpTransportError> {
     if node.is_shutting_down() {
         return Err(HttpTransportError::Unavailable);
     }
@@ -134,9 +144,7 @@ async fn start(node: Arc<Node>, connect: &[u8], framing: Framing, kind: Transpor
     let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));
     let body = stream::body(node, outbox, session, framing);
     let mut response = HttpResponse::Ok();
-    response
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"));
+    response.insert_header((header::CACHE_CONTROL, "no-cache")).insert_header(("X-Accel-Buffering", "no"));
     match framing {
         Framing::EventStream => response.insert_header((header::CONTENT_TYPE, "text/event-stream")),
         Framing::JsonLines => response.insert_header(ContentType::json()),
@@ -154,7 +162,11 @@ struct JsonEmulationRequest {
 }
 
 /// `POST /emulation`.
-pub async fn emulation(req: HttpRequest, body: Bytes, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
+pub async fn emulation(
+    req: HttpRequest,
+    body: Bytes,
+    node: web::Data<Arc<Node>>,
+) -> Result<HttpResponse, HttpTransportError> {
     let (target_node, session_id, data, encoding) = if is_protobuf(&req) {
         let request = <protocol::proto::EmulationRequest as protocol::prost::Message>::decode(body.as_ref())
             .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
@@ -174,7 +186,8 @@ pub async fn emulation(req: HttpRequest, body: Bytes, node: web::Data<Arc<Node>>
         (request.node, request.session, data, Encoding::Json)
     };
     // Validate the frame here, whichever node holds the session.
-    decode_frame::<Command>(encoding, &data, node.config.max_frame_bytes).map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
+    decode_frame::<Command>(encoding, &data, node.config.max_frame_bytes)
+        .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
     if !target_node.is_empty() && target_node != node.name() {
         // The session lives on another node: hand the commands over there.
         let cluster = node.cluster().ok_or(HttpTransportError::UnknownNode)?;
@@ -210,9 +223,7 @@ async fn hand_over(
             return Err(HttpTransportError::Busy);
         }
     }
-    session
-        .cast(SessionMsg::Commands(commands, Some(inflight.start())))
-        .map_err(|_| HttpTransportError::UnknownSession)
+    session.cast(SessionMsg::Commands(commands, Some(inflight.start()))).map_err(|_| HttpTransportError::UnknownSession)
 }
 
 /// Emulation commands forwarded by another node: true when this node holds

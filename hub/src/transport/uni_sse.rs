@@ -55,7 +55,8 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
     for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
         match &*key {
             "cf_connect" => {
-                connect = serde_json::from_str(&value).map_err(|e| HttpTransportError::BadRequest(format!("cf_connect: {e}")))?
+                connect = serde_json::from_str(&value)
+                    .map_err(|e| HttpTransportError::BadRequest(format!("cf_connect: {e}")))?
             }
             "token" => connect.token = value.into_owned(),
             "channel" => channels.push(value.into_owned()),
@@ -198,7 +199,9 @@ impl UniState {
                         // they advance it (a drop right here loses nothing).
                         // (An empty epoch asks for the stream's current one.)
                         let position = match self.requested.get(&push.channel) {
-                            Some((epoch, offset)) if *epoch == subscribe.epoch || (epoch.is_empty() && subscribe.recovered) => {
+                            Some((epoch, offset))
+                                if *epoch == subscribe.epoch || (epoch.is_empty() && subscribe.recovered) =>
+                            {
                                 (subscribe.epoch.clone(), *offset)
                             }
                             _ => (subscribe.epoch.clone(), subscribe.offset),
@@ -258,7 +261,8 @@ fn ascii_json(json: &str) -> String {
 /// and whether all of it could be read: bytes that are not UTF-8 or not such
 /// an array give none, and entries of another shape are skipped.
 fn parse_last_event_id(value: &[u8]) -> (Vec<(String, String, u64)>, bool) {
-    let Some(entries) = std::str::from_utf8(value).ok().and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(text).ok())
+    let Some(entries) =
+        std::str::from_utf8(value).ok().and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(text).ok())
     else {
         return (Vec::new(), false);
     };

@@ -86,7 +86,13 @@ pub async fn not_a_handshake() -> HttpResponse {
 /// starts the connection.
 pub fn upgrade_factory(
     node: Arc<Node>,
-) -> impl ServiceFactory<(Request, Framed<TcpStream, h1::Codec>), Config = (), Response = (), Error = Infallible, InitError = ()> {
+) -> impl ServiceFactory<
+    (Request, Framed<TcpStream, h1::Codec>),
+    Config = (),
+    Response = (),
+    Error = Infallible,
+    InitError = (),
+> {
     fn_factory(move || {
         let node = node.clone();
         async move {
@@ -441,7 +447,14 @@ async fn write_all(io: &TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Resu
 /// Decodes a message and hands its commands to the session. An undecodable
 /// message closes the outbox with 3501; a session already gone has closed it
 /// itself: either way the loop then ends on the outbox's close.
-fn forward(outbox: &Outbox, session: &ActorRef<SessionMsg>, inflight: &Arc<Inflight>, frame: &[u8], encoding: Encoding, limit: usize) {
+fn forward(
+    outbox: &Outbox,
+    session: &ActorRef<SessionMsg>,
+    inflight: &Arc<Inflight>,
+    frame: &[u8],
+    encoding: Encoding,
+    limit: usize,
+) {
     match decode_frame::<Command>(encoding, frame, limit) {
         Ok(commands) => {
             let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));

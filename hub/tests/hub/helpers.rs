@@ -219,7 +219,11 @@ pub async fn raw_response(addr: SocketAddr, request: &str) -> String {
 /// Like [`raw_response`]; returns the status code and the body.
 pub async fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
     let response = raw_response(addr, request).await;
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("a status line: {response:?}"));
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {response:?}"));
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
     (status, body)
 }

@@ -70,7 +70,8 @@ async fn open_stream(addr: SocketAddr, kind: Stream) -> (TcpStream, String) {
 
 /// `POST /emulation` for `session` (a ping command); the status.
 async fn emulation_status(hub: &TestHub, session: &str) -> u16 {
-    let body = serde_json::json!({"node": hub.node.name(), "session": session, "data": "{\"id\":2,\"ping\":{}}"}).to_string();
+    let body =
+        serde_json::json!({"node": hub.node.name(), "session": session, "data": "{\"id\":2,\"ping\":{}}"}).to_string();
     let request = format!(
         "POST /emulation HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         hub.addr,
@@ -116,7 +117,8 @@ async fn a_closed_stream_ends_its_session_at_once() {
         let mut seen = Vec::new();
         while !String::from_utf8_lossy(&seen).contains("\"subscribe\"") {
             let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await.expect("the stream's events").expect("read");
+            let n =
+                tokio::time::timeout(WAIT, stream.read(&mut chunk)).await.expect("the stream's events").expect("read");
             assert!(n > 0, "the uni_sse stream ended: {}", String::from_utf8_lossy(&seen));
             seen.extend_from_slice(&chunk[..n]);
         }
@@ -136,7 +138,8 @@ fn accepted_nodelay(server: SocketAddr, client: SocketAddr) -> bool {
     let entries = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd lists this process's descriptors");
     for entry in entries.flatten() {
         let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
-        let is_socket = std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        let is_socket =
+            std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
         if !is_socket {
             continue;
         }
@@ -260,7 +263,8 @@ async fn uni_sse_resumes_any_channel_name_and_says_when_it_cannot() {
     let (status, events) = uni_sse(addr, &uni_sse_head(addr, query, Some(id.as_bytes())), both_replayed).await;
     assert!(status.starts_with("HTTP/1.1 200 "), "{status}");
     for channel in ["café", "news"] {
-        let subscribe = subscribed(&events, channel).unwrap_or_else(|| panic!("a subscribe event for {channel}: {events:?}"));
+        let subscribe =
+            subscribed(&events, channel).unwrap_or_else(|| panic!("a subscribe event for {channel}: {events:?}"));
         assert_eq!(subscribe["was_recovering"], true, "{channel}: {subscribe}");
         assert_eq!(subscribe["recovered"], true, "{channel}: {subscribe}");
     }
@@ -282,7 +286,8 @@ async fn uni_sse_resumes_any_channel_name_and_says_when_it_cannot() {
     // Every channel without a usable position says recovered: false.
     let not_utf8 = [b"[[\"caf".as_slice(), &[0xE9], b"\",\"x\",1]]"].concat();
     let partly = format!(r#"[["news","{}",1],"garbage"]"#, news.epoch);
-    for (what, id) in [("not JSON", b"hello".to_vec()), ("not UTF-8", not_utf8), ("an odd entry", partly.into_bytes())] {
+    for (what, id) in [("not JSON", b"hello".to_vec()), ("not UTF-8", not_utf8), ("an odd entry", partly.into_bytes())]
+    {
         let (status, events) = uni_sse(addr, &uni_sse_head(addr, query, Some(&id)), caught_up).await;
         assert!(status.starts_with("HTTP/1.1 200 "), "{what}: {status}");
         // (The JSON mapping leaves out fields at their default: no `recovered` is false.)
@@ -291,7 +296,11 @@ async fn uni_sse_resumes_any_channel_name_and_says_when_it_cannot() {
         assert_eq!((flag(cafe, "was_recovering"), flag(cafe, "recovered")), (true, false), "{what}: {cafe}");
         let news = subscribed(&events, "news").expect("subscribed");
         let news_recovered = what == "an odd entry";
-        assert_eq!((flag(news, "was_recovering"), flag(news, "recovered")), (true, news_recovered), "{what}: news {news}");
+        assert_eq!(
+            (flag(news, "was_recovering"), flag(news, "recovered")),
+            (true, news_recovered),
+            "{what}: news {news}"
+        );
     }
     hub.shutdown().await;
 }
@@ -389,11 +398,8 @@ async fn keep_alive_call(stream: &mut TcpStream, request: &str) -> Option<(u16, 
 /// `shutdown_timeout` nor keeps the process alive that long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_keep_alive_api_connections_with_503() {
-    let config = hub::config::Config {
-        api_key: Some("key".into()),
-        shutdown_timeout: Duration::from_secs(30),
-        ..test_config()
-    };
+    let config =
+        hub::config::Config { api_key: Some("key".into()), shutdown_timeout: Duration::from_secs(30), ..test_config() };
     let hub = spawn_hub(config).await;
     let addr = hub.addr;
     let request = format!("POST /api/info HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: key\r\nContent-Length: 2\r\n\r\n{{}}");
@@ -439,9 +445,14 @@ async fn every_http_refusal_has_one_json_shape() {
     let addr = hub.addr;
     let big = "x".repeat(200 * 1024);
     let post = |path: &str, headers: &str, body: &str| {
-        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
     };
-    let get = |path: &str, headers: &str| format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+    let get = |path: &str, headers: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
+    };
     let upgrade = |path: &str, headers: &str| {
         format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -459,7 +470,12 @@ async fn every_http_refusal_has_one_json_shape() {
         ("WebSocket path without Upgrade", get("/connection/websocket", ""), 400, 107),
         ("WebSocket version 8", upgrade("/connection/websocket", "Sec-WebSocket-Version: 8\r\n"), 426, 107),
         ("WebSocket upgrade elsewhere", upgrade("/api/info", "Sec-WebSocket-Version: 13\r\n"), 404, 104),
-        ("WebSocket from another origin", upgrade("/connection/websocket", "Sec-WebSocket-Version: 13\r\nOrigin: https://evil.example\r\n"), 403, 103),
+        (
+            "WebSocket from another origin",
+            upgrade("/connection/websocket", "Sec-WebSocket-Version: 13\r\nOrigin: https://evil.example\r\n"),
+            403,
+            103,
+        ),
         ("CORS refusal", get("/health", "Origin: https://evil.example\r\n"), 403, 103),
         ("API without key", post("/api/info", "", "{}"), 401, 101),
         ("API unknown method", post("/api/nope", "X-API-Key: key\r\n", "{}"), 404, 104),

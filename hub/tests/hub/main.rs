@@ -45,5 +45,5 @@ mod server_side;
 mod shutdown;
 mod slow;
 mod tokens;
-mod websocket;
 mod topics;
+mod websocket;

@@ -71,7 +71,8 @@ async fn metrics_are_off_by_default() {
     let hub = spawn_hub(test_config()).await;
     let (status, body) = get(hub.addr, "/metrics").await;
     assert_eq!(status, 404);
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("a JSON body, got {body:?}: {e}"));
+    let body: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("a JSON body, got {body:?}: {e}"));
     assert_eq!(body["error"]["message"], "metrics are off: set prometheus = true (HUB_PROMETHEUS=true)");
     assert_eq!(body["error"]["code"], 108);
     hub.shutdown().await;

@@ -25,7 +25,8 @@ fn upgrade_request(addr: SocketAddr, path: &str, extra: &str) -> String {
 }
 
 fn json_error(body: &str) -> serde_json::Value {
-    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("a JSON body, got {body:?}: {e}"));
+    let value: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("a JSON body, got {body:?}: {e}"));
     value["error"].clone()
 }
 
@@ -35,13 +36,16 @@ async fn handshake_refusals_answer_json() {
     let addr = hub.addr;
 
     // A plain GET (no Upgrade) reaches the HTTP routes.
-    let (status, body) = raw_request(addr, &format!("GET /connection/websocket HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
+    let (status, body) =
+        raw_request(addr, &format!("GET /connection/websocket HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"))
+            .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(json_error(&body)["message"], "a WebSocket handshake (Upgrade: websocket) is expected here");
     assert_eq!(json_error(&body)["code"], 107);
 
     // An upgrade elsewhere.
-    let (status, body) = raw_request(addr, &upgrade_request(addr, "/api/publish", "Sec-WebSocket-Version: 13\r\n")).await;
+    let (status, body) =
+        raw_request(addr, &upgrade_request(addr, "/api/publish", "Sec-WebSocket-Version: 13\r\n")).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(json_error(&body)["message"], "WebSocket connections are served at /connection/websocket only");
 
