@@ -7,6 +7,8 @@
 # installs and starts what the tests need itself (RabbitMQ with its consistent-hash
 # plugin, Chromium, npm packages). Steps, in order:
 #   build       cargo build --workspace --bins --tests   (debug)
+#   fmt         cargo fmt --all -- --check               (rustfmt.toml's style)
+#   clippy      cargo clippy --workspace --all-targets -- -D warnings
 #   rust-tests  cargo test --workspace                   (unit + integration tests)
 #   npm         npm ci in hub/tests/sdk, when node_modules is missing or stale
 #   sdk-tests   node --test hub/tests/sdk/*.test.mjs     (the centrifuge SDK against the hub)
@@ -98,6 +100,13 @@ summary() {
 
 check_tools() {
   command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup.rs)" >&2; return 1; }
+  local component
+  for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+      echo "cargo ${component/rustfmt/fmt} not found: adding the $component component" >&2
+      rustup component add "$component" || { echo "install it: rustup component add $component" >&2; return 1; }
+    fi
+  done
   command -v node >/dev/null || { echo "node not found: install Node.js >= 20" >&2; return 1; }
   command -v npm >/dev/null || { echo "npm not found: install Node.js >= 20 with npm" >&2; return 1; }
   local major
@@ -115,6 +124,14 @@ build() {
 
 rust_tests() {
   cargo test --workspace
+}
+
+fmt_check() {
+  cargo fmt --all -- --check
+}
+
+clippy_check() {
+  cargo clippy --workspace --all-targets -- -D warnings
 }
 
 # npm ci when node_modules is missing or was installed from another lock file.
@@ -154,12 +171,16 @@ main() {
 
   run_step build build
   if [[ $STEP_RC -ne 0 ]]; then
+    skip_step fmt "build failed"
+    skip_step clippy "build failed"
     skip_step rust-tests "build failed"
     skip_step npm "build failed"
     skip_step sdk-tests "build failed"
     summary
     exit 1
   fi
+  run_step fmt fmt_check
+  run_step clippy clippy_check
   run_step rust-tests rust_tests
   run_step npm npm_install
   if [[ $STEP_RC -eq 0 ]]; then

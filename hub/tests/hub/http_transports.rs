@@ -20,20 +20,20 @@ const CONNECT: &str = r#"{"id":1,"connect":{}}"#;
 
 /// The ways a streaming session is opened.
 #[derive(Debug, Clone, Copy)]
-enum Stream {
+enum StreamTransport {
     SseGet,
     SsePost,
     HttpStream,
 }
 
-fn open_request(addr: SocketAddr, kind: Stream) -> String {
+fn open_request(addr: SocketAddr, kind: StreamTransport) -> String {
     match kind {
-        Stream::SseGet => {
+        StreamTransport::SseGet => {
             let query: String = url::form_urlencoded::byte_serialize(CONNECT.as_bytes()).collect();
             format!("GET /connection/sse?cf_connect={query} HTTP/1.1\r\nHost: {addr}\r\n\r\n")
         }
-        Stream::SsePost | Stream::HttpStream => {
-            let path = if matches!(kind, Stream::SsePost) { "/connection/sse" } else { "/connection/http_stream" };
+        StreamTransport::SsePost | StreamTransport::HttpStream => {
+            let path = if matches!(kind, StreamTransport::SsePost) { "/connection/sse" } else { "/connection/http_stream" };
             format!(
                 "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{CONNECT}",
                 CONNECT.len()
@@ -44,7 +44,7 @@ fn open_request(addr: SocketAddr, kind: Stream) -> String {
 
 /// Opens a streaming session and reads until its connect reply; returns the
 /// socket and the emulation session id the reply carries.
-async fn open_stream(addr: SocketAddr, kind: Stream) -> (TcpStream, String) {
+async fn open_stream(addr: SocketAddr, kind: StreamTransport) -> (TcpStream, String) {
     tokio::time::timeout(WAIT, async {
         let mut stream = TcpStream::connect(addr).await.expect("connect to the hub");
         stream.write_all(open_request(addr, kind).as_bytes()).await.expect("send the request");
@@ -94,7 +94,7 @@ async fn wait_no_sessions_within(hub: &TestHub, limit: Duration, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stream_ends_its_session_at_once() {
     let hub = spawn_hub(test_config()).await;
-    for kind in [Stream::SseGet, Stream::SsePost, Stream::HttpStream] {
+    for kind in [StreamTransport::SseGet, StreamTransport::SsePost, StreamTransport::HttpStream] {
         for reset in [false, true] {
             let what = format!("{kind:?}, {}", if reset { "reset" } else { "closed" });
             let (stream, session) = open_stream(hub.addr, kind).await;
@@ -172,7 +172,7 @@ async fn every_accepted_socket_has_tcp_nodelay() {
     assert!(answer[..n].starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&answer[..n]));
     assert!(accepted_nodelay(addr, http.local_addr().expect("local address")), "plain HTTP");
 
-    for kind in [Stream::SseGet, Stream::HttpStream] {
+    for kind in [StreamTransport::SseGet, StreamTransport::HttpStream] {
         let (stream, _) = open_stream(addr, kind).await;
         assert!(accepted_nodelay(addr, stream.local_addr().expect("local address")), "{kind:?}");
     }
