@@ -31,7 +31,27 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::config::TokenConfig;
+/// Keys for connection and subscription JWTs: the `[token]` section of the
+/// configuration (re-exported as `config::TokenConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shared secret for HS256/384/512 tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_secret: Option<String>,
+    /// RSA public key, PEM text, for RS256/384/512 tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rsa_public_key: Option<String>,
+    /// ECDSA public key, PEM text, for ES256/384 tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecdsa_public_key: Option<String>,
+    /// If set, a token's `aud` must contain it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// If set, a token's `iss` must equal it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
 
 /// Claims of a verified connection token.
 #[derive(Debug, Clone, PartialEq)]

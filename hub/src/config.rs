@@ -118,26 +118,9 @@ pub struct Config {
     pub namespaces: BTreeMap<String, ChannelOptions>,
 }
 
-/// Keys for connection and subscription JWTs; see `crate::auth`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Shared secret for HS256/384/512 tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hmac_secret: Option<String>,
-    /// RSA public key, PEM text, for RS256/384/512 tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rsa_public_key: Option<String>,
-    /// ECDSA public key, PEM text, for ES256/384 tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ecdsa_public_key: Option<String>,
-    /// If set, a token's `aud` must contain it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
-    /// If set, a token's `iss` must equal it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-}
+/// Keys for connection and subscription JWTs (`[token]`), defined beside
+/// the verifier that uses them.
+pub use crate::auth::TokenConfig;
 
 /// Behaviour of the channels of one namespace (or of channels without one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,16 +17,18 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 
-use std::sync::Arc;
-
-use crate::node::Node;
-
 /// Methods the hub serves cross-origin.
 const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 /// Headers allowed when a preflight does not name any.
 const DEFAULT_ALLOW_HEADERS: &str = "Content-Type, Authorization, X-API-Key, Last-Event-ID";
 /// How long browsers may cache a preflight answer, in seconds.
 const MAX_AGE: &str = "600";
+
+/// The configured `allowed_origins`, as the middleware reads it from the
+/// App's data (`web::Data<AllowedOrigins>`); absent, every cross-origin
+/// request is refused.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedOrigins(pub Vec<String>);
 
 /// Whether `origin` may use the hub, given the configured list and the Host.
 pub fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> bool {
@@ -54,10 +56,10 @@ pub async fn middleware(
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
     };
-    let allowed = match request.app_data::<web::Data<Arc<Node>>>() {
-        Some(node) => {
+    let allowed = match request.app_data::<web::Data<AllowedOrigins>>() {
+        Some(origins) => {
             let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-            origin.to_str().is_ok_and(|o| origin_allowed(&node.config.allowed_origins, o, host))
+            origin.to_str().is_ok_and(|o| origin_allowed(&origins.0, o, host))
         }
         None => false,
     };

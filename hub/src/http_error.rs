@@ -16,7 +16,6 @@
 //! before any of the hub's code sees it.
 
 use std::fmt::Display;
-use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -26,7 +25,17 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use protocol::codes::{self, ErrorCode};
 
-use crate::node::Node;
+use tokio_util::sync::CancellationToken;
+
+/// What the middleware needs to know, read from the App's data
+/// (`web::Data<RefusalPolicy>`).
+#[derive(Debug, Clone)]
+pub struct RefusalPolicy {
+    /// Cancelled once the node stops: every request is answered 503 from then on.
+    pub stopping: CancellationToken,
+    /// The transports' body limit (`Config::transport_body_limit`), named in 413 answers.
+    pub transport_body_limit: usize,
+}
 
 /// The protocol error code of a refusal with `status`, where the refusing
 /// code names none of its own: 401 → 101, 403 → 103, 404/405 → 104,
@@ -74,7 +83,8 @@ pub async fn middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let shutting_down = request.app_data::<web::Data<Arc<Node>>>().is_some_and(|node| node.is_shutting_down());
+    let shutting_down =
+        request.app_data::<web::Data<RefusalPolicy>>().is_some_and(|policy| policy.stopping.is_cancelled());
     if shutting_down {
         let (http, _) = request.into_parts();
         let mut answer = response(StatusCode::SERVICE_UNAVAILABLE, codes::NOT_AVAILABLE.code, "shutting down");
@@ -93,7 +103,7 @@ pub async fn middleware(
     // actix-web's own refusal: its error says why; otherwise the status does.
     // The only bodies actix-web bounds itself are the transports' POSTs.
     let body_limit =
-        response.request().app_data::<web::Data<Arc<Node>>>().map(|node| node.config.transport_body_limit());
+        response.request().app_data::<web::Data<RefusalPolicy>>().map(|policy| policy.transport_body_limit);
     let message = match (status, body_limit, response.response().error()) {
         (StatusCode::PAYLOAD_TOO_LARGE, Some(limit), _) => {
             format!("limit exceeded: request body larger than {limit} bytes")

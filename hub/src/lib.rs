@@ -11,6 +11,7 @@
 //!   (connect, subscribe, publish, ...), heartbeats, expiry.
 //! - [`topic`]: one actor per channel: subscribers, fan-out, history, presence,
 //!   recovery; and the supervisor that restarts a failed channel.
+//! - [`engine`]: the channel operations the server API and sessions share.
 //! - [`node`]: the process-wide state the others share: registries of sessions,
 //!   users and topics, metrics, and the operations of the server API.
 //! - [`transport`]: WebSocket (and later SSE/HTTP-stream): frames in, frames out.
@@ -24,6 +25,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod cors;
+pub mod engine;
 pub mod http_error;
 pub mod limits;
 pub mod metrics;

@@ -8,8 +8,18 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::node::Node;
-use crate::session::TransportKind;
+/// Counts of one node, for `/api/info` and the cluster's heartbeats.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    pub uid: String,
+    pub name: String,
+    pub version: String,
+    pub num_clients: u64,
+    pub num_users: u64,
+    pub num_channels: u64,
+    pub num_subs: u64,
+    pub uptime: u64,
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -23,25 +33,9 @@ pub struct Metrics {
     pub publications: AtomicU64,
     /// Subscriptions currently held by sessions of this node (a gauge).
     pub subscriptions: AtomicU64,
-    /// Sessions started, per transport (indexed by [`transport_index`]).
-    pub sessions_started: [AtomicU64; TRANSPORTS.len()],
-}
-
-/// Transports in the order of `Metrics::sessions_started`, with their label.
-const TRANSPORTS: [(TransportKind, &str); 4] = [
-    (TransportKind::WebSocket, "websocket"),
-    (TransportKind::Sse, "sse"),
-    (TransportKind::HttpStream, "http_stream"),
-    (TransportKind::UniSse, "uni_sse"),
-];
-
-fn transport_index(kind: TransportKind) -> usize {
-    match kind {
-        TransportKind::WebSocket => 0,
-        TransportKind::Sse => 1,
-        TransportKind::HttpStream => 2,
-        TransportKind::UniSse => 3,
-    }
+    /// Sessions started, per transport (indexed by the transport's index,
+    /// labelled by [`Metrics::TRANSPORT_LABELS`]).
+    pub sessions_started: [AtomicU64; 4],
 }
 
 impl Metrics {
@@ -61,18 +55,24 @@ impl Metrics {
         counter.load(Ordering::Relaxed)
     }
 
-    pub fn session_started(&self, kind: TransportKind) {
-        Metrics::inc(&self.sessions_started[transport_index(kind)]);
+    /// Labels of `sessions_started`, in index order (`session::TransportKind::index`).
+    pub const TRANSPORT_LABELS: [&'static str; 4] = ["websocket", "sse", "http_stream", "uni_sse"];
+
+    /// Counts a session started on the transport with index `transport`.
+    pub fn session_started(&self, transport: usize) {
+        if let Some(counter) = self.sessions_started.get(transport) {
+            Metrics::inc(counter);
+        }
     }
 }
 
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// This node's metrics in the Prometheus text exposition format (0.0.4).
-pub fn exposition(node: &Node) -> String {
-    let metrics = &node.metrics;
-    let info = node.local_info();
+/// This node's metrics in the Prometheus text exposition format (0.0.4):
+/// `metrics`, the node's counts `info`, and the live nodes of its cluster
+/// (`None` alone).
+pub fn exposition(metrics: &Metrics, info: &NodeInfo, cluster_nodes: Option<usize>) -> String {
     let mut out = String::with_capacity(2048);
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         // Writing into a String cannot fail.
@@ -88,11 +88,12 @@ pub fn exposition(node: &Node) -> String {
     family("hub_users", "gauge", "Distinct users among the connected clients.", &[("", info.num_users)]);
     family("hub_channels", "gauge", "Channels with a topic on this node.", &[("", info.num_channels)]);
     family("hub_subscriptions", "gauge", "Subscriptions held by this node's clients.", &[("", info.num_subs)]);
-    let labels: Vec<String> = TRANSPORTS.iter().map(|(_, name)| format!("{{transport=\"{name}\"}}")).collect();
-    let started: Vec<(&str, u64)> = TRANSPORTS
+    let labels: Vec<String> =
+        Metrics::TRANSPORT_LABELS.iter().map(|name| format!("{{transport=\"{name}\"}}")).collect();
+    let started: Vec<(&str, u64)> = labels
         .iter()
-        .zip(&labels)
-        .map(|((kind, _), label)| (label.as_str(), Metrics::get(&metrics.sessions_started[transport_index(*kind)])))
+        .zip(&metrics.sessions_started)
+        .map(|(label, count)| (label.as_str(), Metrics::get(count)))
         .collect();
     family("hub_sessions_started_total", "counter", "Sessions started, per transport.", &started);
     family(
@@ -119,9 +120,8 @@ pub fn exposition(node: &Node) -> String {
         "Session actors that failed.",
         &[("", Metrics::get(&metrics.session_failures))],
     );
-    if let Some(cluster) = node.cluster() {
-        let nodes = cluster.live_nodes().len() as u64 + 1;
-        family("hub_cluster_nodes", "gauge", "Live nodes of the cluster, this one included.", &[("", nodes)]);
+    if let Some(nodes) = cluster_nodes {
+        family("hub_cluster_nodes", "gauge", "Live nodes of the cluster, this one included.", &[("", nodes as u64)]);
     }
     if let Some(rss) = resident_bytes() {
         family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &[("", rss)]);
@@ -156,8 +156,10 @@ mod tests {
 
     #[test]
     fn every_transport_has_its_own_slot() {
-        for (i, (kind, _)) in TRANSPORTS.iter().enumerate() {
-            assert_eq!(transport_index(*kind), i);
+        use crate::session::TransportKind;
+        for (i, kind) in TransportKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i);
+            assert_eq!(Metrics::TRANSPORT_LABELS[i], kind.label());
         }
     }
 }

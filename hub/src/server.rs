@@ -70,7 +70,11 @@ async fn metrics(node: web::Data<Arc<Node>>) -> HttpResponse {
             "metrics are off: set prometheus = true (HUB_PROMETHEUS=true)",
         );
     }
-    HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(crate::metrics::exposition(&node))
+    HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(crate::metrics::exposition(
+        &node.metrics,
+        &node.local_info(),
+        node.cluster_size(),
+    ))
 }
 
 /// Binds and starts serving; returns once the socket listens.
@@ -81,6 +85,12 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     let payload_limit = config.transport_body_limit();
     let node = Node::start(config).await?;
     let data = web::Data::new(node.clone());
+    let sessions = web::Data::new(node.sessions.clone());
+    let origins = web::Data::new(crate::cors::AllowedOrigins(node.config.allowed_origins.clone()));
+    let refusals = web::Data::new(crate::http_error::RefusalPolicy {
+        stopping: node.stopping(),
+        transport_body_limit: node.config.transport_body_limit(),
+    });
     let static_dir = node.config.static_dir.clone().filter(|dir| {
         let ok = dir.join("index.html").is_file();
         if !ok {
@@ -93,7 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     // which keeps the socket (see there). Everything else is the App as usual.
     let listener = listener(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    let upgrade_node = node.clone();
+    let upgrade_sessions = node.sessions.clone();
     let draining = CancellationToken::new();
     let draining_signal = draining.clone();
     let server = actix_server::Server::build()
@@ -102,6 +112,9 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         .listen("hub", listener, move || {
             let app = App::new()
                 .app_data(data.clone())
+                .app_data(sessions.clone())
+                .app_data(origins.clone())
+                .app_data(refusals.clone())
                 .app_data(web::PayloadConfig::new(payload_limit))
                 .wrap(actix_web::middleware::from_fn(crate::cors::middleware))
                 // Outermost: the JSON shape of every refusal, 503 while stopping.
@@ -133,7 +146,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 })
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
-                .upgrade(transport::ws::upgrade_factory(upgrade_node.clone()))
+                .upgrade(transport::ws::upgrade_factory(upgrade_sessions.clone()))
                 .finish(map_config(app.into_factory(), move |_| AppConfig::default()))
                 .tcp()
         })

@@ -24,13 +24,14 @@
 //! (a redelivery after a failover carries a new epoch). Publisher confirms on
 //! everything the hub publishes; consumer prefetch bounds what is in flight.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -45,10 +46,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::owner::ShardOwner;
-use super::{Envelope, NodeInfo, Reply, WireInfo, WirePublication};
-use crate::node::Node;
+use super::{Broker, BrokerEvents, Envelope, NodeInfo, Reply, UserCommand, WireInfo, WirePublication};
+use crate::channel::Channel;
+use crate::config::{ChannelOptions, Config};
 use crate::topic::history::HistoryQuery;
-use crate::topic::{HistoryPage, Position, PublishArgs, TopicMsg};
+use crate::topic::{HistoryPage, OwnerStream, Position, PublishArgs, Replication};
 
 /// AMQP message type of hub envelopes; anything else on the publish exchange
 /// is a plain publication from a backend service.
@@ -92,17 +94,90 @@ enum Waiter {
     Many(mpsc::Sender<Reply>),
 }
 
-/// A node's membership in the cluster.
+/// What a node knows of the others: its requests waiting for answers (by
+/// correlation id) and the live nodes heard from. No I/O: the AMQP loops feed
+/// it, and it is unit-tested without RabbitMQ.
+struct Membership {
+    /// This node's uid (its own heartbeats are not counted).
+    uid: String,
+    pending: DashMap<u64, Waiter>,
+    next_id: AtomicU64,
+    nodes: DashMap<String, (NodeInfo, Instant)>,
+}
+
+impl Membership {
+    fn new(uid: String) -> Membership {
+        Membership { uid, pending: DashMap::new(), next_id: AtomicU64::new(1), nodes: DashMap::new() }
+    }
+
+    /// A new request expecting one answer: its correlation id and the answer.
+    fn expect_one(&self) -> (u64, oneshot::Receiver<Reply>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, Waiter::One(tx));
+        (id, rx)
+    }
+
+    /// A new query expecting up to `answers` answers.
+    fn expect_many(&self, answers: usize) -> (u64, mpsc::Receiver<Reply>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(answers.max(1));
+        self.pending.insert(id, Waiter::Many(tx));
+        (id, rx)
+    }
+
+    /// The request `id` is no longer waited for.
+    fn forget(&self, id: u64) {
+        self.pending.remove(&id);
+    }
+
+    /// An answer arrived for `id`: a one-answer request is done with it; a
+    /// gathering query keeps waiting for more until its caller stops. Answers
+    /// for unknown ids (late, or never asked) are dropped.
+    fn answer(&self, id: u64, reply: Reply) {
+        match self.pending.remove_if(&id, |_, waiter| matches!(waiter, Waiter::One(_))) {
+            Some((_, Waiter::One(tx))) => {
+                let _ = tx.send(reply);
+            }
+            _ => {
+                if let Some(waiter) = self.pending.get(&id) {
+                    if let Waiter::Many(tx) = waiter.value() {
+                        let _ = tx.try_send(reply);
+                    }
+                }
+            }
+        }
+    }
+
+    fn heard(&self, info: NodeInfo, now: Instant) {
+        if info.uid != self.uid {
+            self.nodes.insert(info.uid.clone(), (info, now));
+        }
+    }
+
+    fn left(&self, uid: &str) {
+        self.nodes.remove(uid);
+    }
+
+    /// Other live nodes (heard from within [`NODE_EXPIRY`] of `now`).
+    fn live(&self, now: Instant) -> Vec<NodeInfo> {
+        self.nodes.retain(|_, (_, seen)| now.duration_since(*seen) < NODE_EXPIRY);
+        self.nodes.iter().map(|entry| entry.value().0.clone()).collect()
+    }
+}
+
+/// A node's membership in the cluster: the [`Broker`] of a node joined
+/// through RabbitMQ, and the [`Replication`] its topics sync from.
 pub struct Cluster {
-    node: Weak<Node>,
+    config: Arc<Config>,
+    /// This node's name (the routing key of requests to it).
+    name: String,
     connection: Connection,
     /// Confirm-mode channel for everything this node publishes.
     publisher: AmqpChannel,
     names: Names,
     shards: u16,
-    pending: DashMap<u64, Waiter>,
-    next_id: AtomicU64,
-    nodes: DashMap<String, (NodeInfo, Instant)>,
+    members: Membership,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -126,11 +201,17 @@ fn declare_error(what: impl Into<String>) -> impl FnOnce(lapin::Error) -> Cluste
 }
 
 impl Cluster {
-    /// Connects, declares the topology and starts consuming.
-    pub async fn start(node: &Arc<Node>, settings: &AmqpSettings) -> Result<Arc<Cluster>, ClusterError> {
+    /// Connects and declares the exchanges; consumes nothing yet (see
+    /// [`Cluster::run`]). `uid` and `config.node_name` identify this node.
+    pub async fn connect(
+        config: Arc<Config>,
+        settings: &AmqpSettings,
+        uid: &str,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let name = config.node_name.clone();
         let properties = ConnectionProperties::default()
             .enable_auto_recover()
-            .with_connection_name(format!("hub node {}", node.name()).into());
+            .with_connection_name(format!("hub node {name}").into());
         let connection = Connection::connect(&settings.url, properties)
             .await
             .map_err(|e| ClusterError::Connect { url: redact(&settings.url), reason: e.to_string() })?;
@@ -141,7 +222,7 @@ impl Cluster {
             deliver: format!("{prefix}.deliver"),
             broadcast: format!("{prefix}.broadcast"),
             direct: format!("{prefix}.direct"),
-            node_queue: format!("{prefix}.node.{}", node.uid),
+            node_queue: format!("{prefix}.node.{uid}"),
             prefix,
         };
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
@@ -168,19 +249,24 @@ impl Cluster {
         }
         let publisher = connection.create_channel().await.map_err(declare_error("a channel"))?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(declare_error("confirm mode"))?;
-
-        let cluster = Arc::new(Cluster {
-            node: Arc::downgrade(node),
+        Ok(Arc::new(Cluster {
+            config,
+            name,
             connection,
             publisher,
             names,
             shards: settings.shards,
-            pending: DashMap::new(),
-            next_id: AtomicU64::new(1),
-            nodes: DashMap::new(),
+            members: Membership::new(uid.to_string()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
-        });
+        }))
+    }
+
+    /// Declares this node's queue and the shard queues and starts consuming:
+    /// what arrives for this node goes to `events` (registered once, here).
+    pub async fn run(self: &Arc<Self>, events: Arc<dyn BrokerEvents>) -> Result<(), ClusterError> {
+        let cluster = self;
+        let uid = cluster.members.uid.clone();
         // Queues and bindings are declared on the channel that consumes them:
         // lapin's recovery redeclares what a channel declared, so after a
         // RabbitMQ restart the exclusive node queue and its bindings come back.
@@ -192,7 +278,7 @@ impl Cluster {
             .queue_declare(names.node_queue.as_str().into(), options, FieldTable::default())
             .await
             .map_err(declare_error(format!("queue {}", names.node_queue)))?;
-        for (exchange, key) in [(&names.deliver, ""), (&names.broadcast, ""), (&names.direct, node.name())] {
+        for (exchange, key) in [(&names.deliver, ""), (&names.broadcast, ""), (&names.direct, cluster.name.as_str())] {
             node_channel
                 .queue_bind(
                     names.node_queue.as_str().into(),
@@ -207,13 +293,13 @@ impl Cluster {
         let consumer = node_channel
             .basic_consume(
                 cluster.names.node_queue.as_str().into(),
-                format!("node-{}", node.uid).into(),
+                format!("node-{uid}").into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
             .map_err(declare_error("node consumer"))?;
-        let mut tasks = vec![tokio::spawn(node_loop(cluster.clone(), node_channel, consumer))];
+        let mut tasks = vec![tokio::spawn(node_loop(cluster.clone(), events.clone(), node_channel, consumer))];
         for k in 0..cluster.shards {
             let channel = cluster.connection.create_channel().await.map_err(declare_error("a channel"))?;
             channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(declare_error("qos"))?;
@@ -239,7 +325,7 @@ impl Cluster {
             let consumer = channel
                 .basic_consume(
                     cluster.names.shard(k).as_str().into(),
-                    format!("owner-{}-{k}", node.uid).into(),
+                    format!("owner-{uid}-{k}").into(),
                     BasicConsumeOptions::default(),
                     FieldTable::default(),
                 )
@@ -247,19 +333,17 @@ impl Cluster {
                 .map_err(declare_error(format!("consumer of shard {k}")))?;
             tasks.push(tokio::spawn(shard_loop(cluster.clone(), k, channel, consumer)));
         }
-        tasks.push(tokio::spawn(heartbeat_loop(cluster.clone())));
+        tasks.push(tokio::spawn(heartbeat_loop(cluster.clone(), events)));
         *cluster.tasks.lock() = tasks;
         tracing::info!(prefix = %cluster.names.prefix, shards = cluster.shards, "joined the cluster");
-        Ok(cluster)
+        Ok(())
     }
 
     /// Leaves the cluster: says goodbye, stops the loops, closes the
     /// connection. Bounded: a stalled broker cannot hold the shutdown.
     pub async fn stop(&self) {
-        if let Some(node) = self.node.upgrade() {
-            let goodbye = Envelope::Goodbye { uid: node.uid.clone() };
-            let _ = tokio::time::timeout(STOP_STEP, self.send(&self.names.broadcast, "", &goodbye, None)).await;
-        }
+        let goodbye = Envelope::Goodbye { uid: self.members.uid.clone() };
+        let _ = tokio::time::timeout(STOP_STEP, self.send(&self.names.broadcast, "", &goodbye, None)).await;
         self.shutdown.cancel();
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
         for task in tasks {
@@ -287,9 +371,7 @@ impl Cluster {
 
     /// Sends a request and waits for its one answer.
     async fn request(&self, exchange: &str, routing_key: &str, envelope: Envelope) -> Result<Reply, ErrorCode> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.insert(id, Waiter::One(tx));
+        let (id, rx) = self.members.expect_one();
         let sent = self.send(exchange, routing_key, &envelope, Some(id)).await;
         let result = match sent {
             Ok(()) => match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
@@ -299,7 +381,7 @@ impl Cluster {
             },
             Err(code) => Err(code),
         };
-        self.pending.remove(&id);
+        self.members.forget(id);
         result
     }
 
@@ -309,7 +391,7 @@ impl Cluster {
         self.request(&publish, channel, envelope).await
     }
 
-    pub async fn publish(&self, channel: &str, args: PublishArgs) -> Result<Position, ErrorCode> {
+    async fn publish_through_owner(&self, channel: &str, args: PublishArgs) -> Result<Position, ErrorCode> {
         let envelope = Envelope::Publish {
             data: args.data.to_vec(),
             info: args.info.as_ref().map(WireInfo::from),
@@ -323,7 +405,7 @@ impl Cluster {
     }
 
     /// The owner's stream of `channel` (epoch, top, retained publications).
-    pub async fn sync(&self, channel: &str) -> Result<(String, u64, Vec<protocol::proto::Publication>), ErrorCode> {
+    async fn sync_stream(&self, channel: &str) -> Result<OwnerStream, ErrorCode> {
         match self.to_owner(channel, Envelope::Sync).await? {
             Reply::Stream { epoch, top, publications } => {
                 Ok((epoch, top, publications.into_iter().map(WirePublication::into_proto).collect()))
@@ -332,7 +414,7 @@ impl Cluster {
         }
     }
 
-    pub async fn history(&self, channel: &str, query: HistoryQuery) -> Result<HistoryPage, ErrorCode> {
+    async fn history_of_owner(&self, channel: &str, query: HistoryQuery) -> Result<HistoryPage, ErrorCode> {
         let envelope = Envelope::History { limit: query.limit, since: query.since, reverse: query.reverse };
         match self.to_owner(channel, envelope).await? {
             Reply::History { epoch, top, publications } => Ok(HistoryPage {
@@ -344,32 +426,33 @@ impl Cluster {
         }
     }
 
-    pub async fn history_remove(&self, channel: &str) -> Result<(), ErrorCode> {
+    async fn history_remove_at_owner(&self, channel: &str) -> Result<(), ErrorCode> {
         self.to_owner(channel, Envelope::HistoryRemove).await.map(|_| ())
     }
 
     /// Announces a join or leave of a local client to every node.
-    pub fn announce(self: &Arc<Self>, channel: &str, info: &ClientInfo, join: bool) {
+    fn announce_to_all(&self, channel: &str, info: &ClientInfo, join: bool) {
         let envelope = if join {
             Envelope::Join { channel: channel.to_string(), info: info.into() }
         } else {
             Envelope::Leave { channel: channel.to_string(), info: info.into() }
         };
-        let cluster = self.clone();
+        let publisher = self.publisher.clone();
+        let deliver = self.names.deliver.clone();
         tokio::spawn(async move {
-            let deliver = cluster.names.deliver.clone();
-            let _ = cluster.send(&deliver, "", &envelope, None).await;
+            let properties = BasicProperties::default().with_type(HUB_TYPE.into());
+            let _ = publish_confirmed(&publisher, &deliver, "", &envelope.encode(), properties).await;
         });
     }
 
     /// Sends a cluster-wide command to every node (this one included).
-    pub async fn broadcast(&self, envelope: Envelope) -> Result<(), ErrorCode> {
+    async fn broadcast_envelope(&self, envelope: Envelope) -> Result<(), ErrorCode> {
         let broadcast = self.names.broadcast.clone();
         self.send(&broadcast, "", &envelope, None).await
     }
 
     /// Presence of `channel` on every live node.
-    pub async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, ErrorCode> {
+    async fn presence_everywhere(&self, channel: &str) -> Result<Vec<ClientInfo>, ErrorCode> {
         let replies = self.ask_every_node(Envelope::PresenceQuery { channel: channel.to_string() }).await?;
         let mut out = Vec::new();
         for reply in replies {
@@ -381,7 +464,7 @@ impl Cluster {
     }
 
     /// Live channels of every live node, with subscriber counts summed over nodes.
-    pub async fn channels(&self) -> Result<BTreeMap<String, u32>, ErrorCode> {
+    async fn channels_everywhere(&self) -> Result<BTreeMap<String, u32>, ErrorCode> {
         let replies = self.ask_every_node(Envelope::ChannelsQuery).await?;
         let mut out: BTreeMap<String, u32> = BTreeMap::new();
         for reply in replies {
@@ -398,10 +481,8 @@ impl Cluster {
     /// that arrive within 2 s: a node that dies meanwhile is left out rather
     /// than waited for.
     async fn ask_every_node(&self, query: Envelope) -> Result<Vec<Reply>, ErrorCode> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let expected = self.live_nodes().len() + 1;
-        let (tx, mut rx) = mpsc::channel(expected.max(1));
-        self.pending.insert(id, Waiter::Many(tx));
+        let (id, mut rx) = self.members.expect_many(expected);
         let broadcast = self.names.broadcast.clone();
         let sent = self.send(&broadcast, "", &query, Some(id)).await;
         let mut out = Vec::with_capacity(expected);
@@ -414,13 +495,13 @@ impl Cluster {
                 }
             }
         }
-        self.pending.remove(&id);
+        self.members.forget(id);
         sent.map(|()| out)
     }
 
     /// Hands emulation commands to the node holding the session; Ok(false)
     /// when that node does not know the session.
-    pub async fn forward_emulation(
+    async fn forward_emulation_to(
         &self,
         node_name: &str,
         session: &str,
@@ -443,9 +524,7 @@ impl Cluster {
 
     /// Other live nodes (those heard from within the expiry).
     pub fn live_nodes(&self) -> Vec<NodeInfo> {
-        let now = Instant::now();
-        self.nodes.retain(|_, (_, seen)| now.duration_since(*seen) < NODE_EXPIRY);
-        self.nodes.iter().map(|entry| entry.value().0.clone()).collect()
+        self.members.live(Instant::now())
     }
 
     fn answer(self: &Arc<Self>, delivery: &Delivery, reply: Reply) {
@@ -460,6 +539,96 @@ impl Cluster {
             let body = Envelope::Reply(reply).encode();
             let _ = publish_confirmed(&cluster.publisher, "", reply_to.as_str(), &body, properties).await;
         });
+    }
+}
+
+impl Replication for Cluster {
+    fn sync(self: Arc<Self>, channel: String) -> BoxFuture<'static, Result<OwnerStream, ErrorCode>> {
+        async move { self.sync_stream(&channel).await }.boxed()
+    }
+
+    fn announce(&self, channel: &str, info: &ClientInfo, join: bool) {
+        self.announce_to_all(channel, info, join);
+    }
+}
+
+impl Broker for Cluster {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _options: &'a ChannelOptions,
+        args: PublishArgs,
+    ) -> BoxFuture<'a, Result<Position, ErrorCode>> {
+        self.publish_through_owner(channel.as_str(), args).boxed()
+    }
+
+    fn presence<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _options: &'a ChannelOptions,
+    ) -> BoxFuture<'a, Result<Vec<ClientInfo>, ErrorCode>> {
+        self.presence_everywhere(channel.as_str()).boxed()
+    }
+
+    fn presence_stats<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _options: &'a ChannelOptions,
+    ) -> BoxFuture<'a, Result<(u32, u32), ErrorCode>> {
+        async move {
+            let presence = self.presence_everywhere(channel.as_str()).await?;
+            let clients: HashSet<&str> = presence.iter().map(|info| info.client.as_str()).collect();
+            let users: HashSet<&str> = presence.iter().map(|info| info.user.as_str()).collect();
+            Ok((clients.len() as u32, users.len() as u32))
+        }
+        .boxed()
+    }
+
+    fn history<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _options: &'a ChannelOptions,
+        query: HistoryQuery,
+    ) -> BoxFuture<'a, Result<HistoryPage, ErrorCode>> {
+        self.history_of_owner(channel.as_str(), query).boxed()
+    }
+
+    fn history_remove<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _options: &'a ChannelOptions,
+    ) -> BoxFuture<'a, Result<(), ErrorCode>> {
+        self.history_remove_at_owner(channel.as_str()).boxed()
+    }
+
+    fn channels(&self) -> BoxFuture<'_, Result<BTreeMap<String, u32>, ErrorCode>> {
+        self.channels_everywhere().boxed()
+    }
+
+    fn user_command(&self, command: UserCommand) -> BoxFuture<'_, Result<(), ErrorCode>> {
+        self.broadcast_envelope(user_envelope(command)).boxed()
+    }
+
+    fn forward_emulation<'a>(
+        &'a self,
+        node: &'a str,
+        session: &'a str,
+        data: Vec<u8>,
+        protobuf: bool,
+    ) -> BoxFuture<'a, Result<bool, ErrorCode>> {
+        self.forward_emulation_to(node, session, data, protobuf).boxed()
+    }
+
+    fn other_nodes(&self) -> Vec<NodeInfo> {
+        self.live_nodes()
+    }
+
+    fn is_cluster(&self) -> bool {
+        true
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Cluster::stop(self).boxed()
     }
 }
 
@@ -507,7 +676,12 @@ async fn publish_confirmed(
 }
 
 /// The node queue: deliveries, control messages, replies.
-async fn node_loop(cluster: Arc<Cluster>, channel: AmqpChannel, mut consumer: lapin::Consumer) {
+async fn node_loop(
+    cluster: Arc<Cluster>,
+    events: Arc<dyn BrokerEvents>,
+    channel: AmqpChannel,
+    mut consumer: lapin::Consumer,
+) {
     loop {
         let next = tokio::select! {
             _ = cluster.shutdown.cancelled() => return,
@@ -526,88 +700,95 @@ async fn node_loop(cluster: Arc<Cluster>, channel: AmqpChannel, mut consumer: la
             None => return,
         };
         match Envelope::decode(&delivery.data) {
-            Ok(envelope) => handle_node_message(&cluster, &delivery, envelope).await,
+            Ok(envelope) => {
+                let correlation =
+                    delivery.properties.correlation_id().as_ref().and_then(|id| id.as_str().parse::<u64>().ok());
+                if let Some(reply) = handle_node_envelope(&cluster.members, &*events, envelope, correlation).await {
+                    cluster.answer(&delivery, reply);
+                }
+            }
             Err(error) => tracing::warn!(%error, "undecodable message on the node queue"),
         }
         let _ = delivery.ack(BasicAckOptions::default()).await;
     }
 }
 
-async fn handle_node_message(cluster: &Arc<Cluster>, delivery: &Delivery, envelope: Envelope) {
-    let Some(node) = cluster.node.upgrade() else { return };
+/// Handles one message of the node queue: answers go to the requests waiting
+/// for them, deliveries and joins/leaves to `events` (this node's topics),
+/// membership to `members`; queries are answered from `events` (the reply to
+/// send back, if any). Owner requests do not belong here and are ignored.
+async fn handle_node_envelope(
+    members: &Membership,
+    events: &dyn BrokerEvents,
+    envelope: Envelope,
+    correlation: Option<u64>,
+) -> Option<Reply> {
     match envelope {
         Envelope::Reply(reply) => {
-            let id = delivery.properties.correlation_id().as_ref().and_then(|id| id.as_str().parse::<u64>().ok());
-            if let Some(id) = id {
-                // A one-answer request is done with its answer; a gathering one
-                // (presence) stays until its caller stops waiting.
-                match cluster.pending.remove_if(&id, |_, waiter| matches!(waiter, Waiter::One(_))) {
-                    Some((_, Waiter::One(tx))) => {
-                        let _ = tx.send(reply);
-                    }
-                    _ => {
-                        if let Some(waiter) = cluster.pending.get(&id) {
-                            if let Waiter::Many(tx) = waiter.value() {
-                                let _ = tx.try_send(reply);
-                            }
-                        }
-                    }
-                }
+            if let Some(id) = correlation {
+                members.answer(id, reply);
             }
+            None
         }
         Envelope::Deliver { channel, epoch, publication } => {
-            if let Some(topic) = node.topics.lookup(&channel) {
-                let _ = topic.cast(TopicMsg::Deliver(epoch, Box::new(publication.into_proto())));
-            }
+            events.publication(&channel, epoch, publication.into_proto());
+            None
         }
         Envelope::Join { channel, info } => {
-            remote_push(&node, channel, |push, info| push.join = Some(protocol::proto::Join { info }), info)
+            let push =
+                Push { channel, join: Some(protocol::proto::Join { info: Some(info.into()) }), ..Default::default() };
+            events.push(&push.channel.clone(), push);
+            None
         }
         Envelope::Leave { channel, info } => {
-            remote_push(&node, channel, |push, info| push.leave = Some(protocol::proto::Leave { info }), info)
+            let push =
+                Push { channel, leave: Some(protocol::proto::Leave { info: Some(info.into()) }), ..Default::default() };
+            events.push(&push.channel.clone(), push);
+            None
         }
         Envelope::Heartbeat(info) => {
-            if info.uid != node.uid {
-                cluster.nodes.insert(info.uid.clone(), (info, Instant::now()));
-            }
+            members.heard(info, Instant::now());
+            None
         }
         Envelope::Goodbye { uid } => {
-            cluster.nodes.remove(&uid);
+            members.left(&uid);
+            None
         }
         Envelope::SubscribeUser { user, channel, client } => {
-            let _ = node.local_subscribe_user(&user, &channel, client.as_deref());
+            events.user_command(UserCommand::Subscribe { user, channel, client });
+            None
         }
         Envelope::UnsubscribeUser { user, channel, client } => {
-            let _ = node.local_unsubscribe_user(&user, &channel, client.as_deref());
+            events.user_command(UserCommand::Unsubscribe { user, channel, client });
+            None
         }
         Envelope::DisconnectUser { user, client, code, .. } => {
-            node.local_disconnect_user(&user, client.as_deref(), disconnect_code(code));
+            events.user_command(UserCommand::Disconnect { user, client, code: disconnect_code(code) });
+            None
         }
         Envelope::PresenceQuery { channel } => {
-            let list = node.local_presence(&channel).await.into_iter().map(|info| WireInfo::from(&info)).collect();
-            cluster.answer(delivery, Reply::Presence(list));
+            let list = events.presence(channel).await.iter().map(WireInfo::from).collect();
+            Some(Reply::Presence(list))
         }
-        Envelope::ChannelsQuery => {
-            let list = node.local_channels().await.into_iter().collect();
-            cluster.answer(delivery, Reply::Channels(list));
-        }
+        Envelope::ChannelsQuery => Some(Reply::Channels(events.channels().await.into_iter().collect())),
         Envelope::Emulation { session, protobuf, data } => {
-            let found = crate::transport::http::deliver_emulation(&node, &session, &data, protobuf).await;
-            cluster.answer(delivery, Reply::Emulation(found));
+            Some(Reply::Emulation(events.emulation(session, data, protobuf).await))
         }
         Envelope::Publish { .. } | Envelope::Sync | Envelope::History { .. } | Envelope::HistoryRemove => {
             tracing::warn!("owner request on a node queue; ignored");
+            None
         }
     }
 }
 
-/// Hands a join or leave announced by some node to this node's topic of the
-/// channel, if it has one.
-fn remote_push(node: &Node, channel: String, set: impl FnOnce(&mut Push, Option<ClientInfo>), info: WireInfo) {
-    if let Some(topic) = node.topics.lookup(&channel) {
-        let mut push = Push { channel, ..Default::default() };
-        set(&mut push, Some(info.into()));
-        let _ = topic.cast(TopicMsg::Remote(Box::new(push)));
+/// The envelope that carries `command` to every node.
+fn user_envelope(command: UserCommand) -> Envelope {
+    match command {
+        UserCommand::Subscribe { user, channel, client } => Envelope::SubscribeUser { user, channel, client },
+        UserCommand::Unsubscribe { user, channel, client } => Envelope::UnsubscribeUser { user, channel, client },
+        UserCommand::Disconnect { user, client, code } => {
+            Envelope::DisconnectUser { user, client, code: code.code, reason: code.reason.into() }
+        }
     }
 }
 
@@ -625,8 +806,7 @@ fn disconnect_code(code: u16) -> codes::DisconnectCode {
 
 /// One shard queue: while this node is its active consumer, it owns the shard.
 async fn shard_loop(cluster: Arc<Cluster>, shard: u16, channel: AmqpChannel, mut consumer: lapin::Consumer) {
-    let Some(config) = cluster.node.upgrade().map(|n| n.config.clone()) else { return };
-    let mut owner = ShardOwner::new(config.clone());
+    let mut owner = ShardOwner::new(cluster.config.clone());
     let mut prune = tokio::time::interval(Duration::from_secs(10));
     loop {
         let next = tokio::select! {
@@ -774,15 +954,14 @@ fn plain_publication(delivery: &Delivery) -> Envelope {
     Envelope::Publish { data: delivery.data.clone(), info: None, tags, idempotency_key }
 }
 
-async fn heartbeat_loop(cluster: Arc<Cluster>) {
+async fn heartbeat_loop(cluster: Arc<Cluster>, events: Arc<dyn BrokerEvents>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
             _ = cluster.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Some(node) = cluster.node.upgrade() else { return };
-        let heartbeat = Envelope::Heartbeat(node.local_info());
+        let heartbeat = Envelope::Heartbeat(events.info());
         let broadcast = cluster.names.broadcast.clone();
         let _ = cluster.send(&broadcast, "", &heartbeat, None).await;
     }

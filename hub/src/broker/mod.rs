@@ -1,25 +1,143 @@
-//! Brokers: how publications reach the subscribers of a channel.
+//! Brokers: how the node's operations reach a channel's state, and what
+//! arrives from other nodes (the seam of centrifuge's `Broker` and
+//! `BrokerEventHandler`).
 //!
-//! - memory (the default): one process; each channel's topic actor sequences
-//!   its publications and fans them out (see [`crate::topic`]). Nothing else
-//!   to start.
-//! - [`amqp`]: many nodes joined through RabbitMQ (`--amqp-url`). A channel's
-//!   publications are sequenced by one node, the owner of its shard (the active
-//!   consumer of a single-active-consumer quorum queue), and delivered to every
-//!   node, whose topic actors fan out to their local subscribers. See
-//!   docs/ARCHITECTURE.md, "Across nodes", for the topology and its bounds.
+//! - [`Broker`]: what a node asks of its channels wherever they are sequenced:
+//!   publish, presence, history, the live channels, and commands for users'
+//!   sessions on every node. Two implementations:
+//!   - [`memory::MemoryBroker`] (the default): one process; each channel's
+//!     topic actor sequences its publications and fans them out (see
+//!     [`crate::topic`]). Nothing else to start.
+//!   - [`amqp::Cluster`]: many nodes joined through RabbitMQ (`--amqp-url`). A
+//!     channel's publications are sequenced by one node, the owner of its
+//!     shard (the active consumer of a single-active-consumer quorum queue),
+//!     and delivered to every node, whose topic actors fan out to their local
+//!     subscribers. See docs/ARCHITECTURE.md, "Across nodes".
+//! - [`BrokerEvents`]: what arrives from other nodes (and, for the memory
+//!   broker, from this one), handled by the node that started the broker: it
+//!   registers its handler when it starts the broker, and the broker never
+//!   calls a session or a transport itself.
 //!
 //! [`Envelope`] is what nodes say to each other, encoded with MessagePack.
 
 pub mod amqp;
+pub mod memory;
 mod owner;
 
 use std::collections::BTreeMap;
 
-use protocol::proto::{self, ClientInfo};
-
-pub use crate::node::NodeInfo;
+use futures_util::future::BoxFuture;
+use protocol::codes::{DisconnectCode, ErrorCode};
+use protocol::proto::{self, ClientInfo, Publication, Push};
 use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::config::ChannelOptions;
+use crate::topic::{HistoryPage, HistoryQuery, Position, PublishArgs};
+
+pub use crate::metrics::NodeInfo;
+
+/// A server-API command for the sessions of a user (or one of its clients),
+/// carried out on every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Subscribe server-side to `channel` (a `subscribe` push).
+    Subscribe { user: String, channel: String, client: Option<String> },
+    /// Unsubscribe from `channel` (an `unsubscribe` push with code 2000).
+    Unsubscribe { user: String, channel: String, client: Option<String> },
+    /// Close the connections with `code`.
+    Disconnect { user: String, client: Option<String>, code: DisconnectCode },
+}
+
+/// What a node asks of channels, wherever they are sequenced. Errors are
+/// protocol error codes: 102 unknown channel, 108 not available, 112
+/// unrecoverable position, 100 (temporary) when the channel or the broker did
+/// not answer in time.
+pub trait Broker: Send + Sync + 'static {
+    /// Sequences and delivers a publication; its position in the channel's
+    /// stream (offset 0 where the namespace keeps no history).
+    fn publish<'a>(
+        &'a self,
+        channel: &'a Channel,
+        options: &'a ChannelOptions,
+        args: PublishArgs,
+    ) -> BoxFuture<'a, Result<Position, ErrorCode>>;
+
+    /// Every subscriber of `channel` (on every node).
+    fn presence<'a>(
+        &'a self,
+        channel: &'a Channel,
+        options: &'a ChannelOptions,
+    ) -> BoxFuture<'a, Result<Vec<ClientInfo>, ErrorCode>>;
+
+    /// (clients, distinct users) subscribed to `channel` (on every node).
+    fn presence_stats<'a>(
+        &'a self,
+        channel: &'a Channel,
+        options: &'a ChannelOptions,
+    ) -> BoxFuture<'a, Result<(u32, u32), ErrorCode>>;
+
+    /// A page of the channel's history.
+    fn history<'a>(
+        &'a self,
+        channel: &'a Channel,
+        options: &'a ChannelOptions,
+        query: HistoryQuery,
+    ) -> BoxFuture<'a, Result<HistoryPage, ErrorCode>>;
+
+    /// Drops the channel's history.
+    fn history_remove<'a>(
+        &'a self,
+        channel: &'a Channel,
+        options: &'a ChannelOptions,
+    ) -> BoxFuture<'a, Result<(), ErrorCode>>;
+
+    /// Channels with subscribers and their subscriber counts, summed over nodes.
+    fn channels(&self) -> BoxFuture<'_, Result<BTreeMap<String, u32>, ErrorCode>>;
+
+    /// Carries out `command` on every node, this one included.
+    fn user_command(&self, command: UserCommand) -> BoxFuture<'_, Result<(), ErrorCode>>;
+
+    /// Hands emulation commands to the node named `node` that holds the
+    /// session; `Ok(false)` when no such node or session is known.
+    fn forward_emulation<'a>(
+        &'a self,
+        node: &'a str,
+        session: &'a str,
+        data: Vec<u8>,
+        protobuf: bool,
+    ) -> BoxFuture<'a, Result<bool, ErrorCode>>;
+
+    /// The other live nodes (none for the memory broker).
+    fn other_nodes(&self) -> Vec<NodeInfo>;
+
+    /// Whether channels are sequenced elsewhere (topics are replicas).
+    fn is_cluster(&self) -> bool;
+
+    /// Leaves: stops every task of the broker. Bounded in time.
+    fn stop(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What arrives from other nodes (and, with the memory broker, what this
+/// node's own operations fan out), handled by the node. The broker calls these
+/// from its own tasks; none of them blocks: they cast to topics and sessions,
+/// and the queries answer from this node's state.
+pub trait BrokerEvents: Send + Sync + 'static {
+    /// A publication of `channel` sequenced by its owner, for this node's topic.
+    fn publication(&self, channel: &str, epoch: String, publication: Publication);
+    /// A join or leave announced by some node, for this node's topic.
+    fn push(&self, channel: &str, push: Push);
+    /// A command for sessions of this node.
+    fn user_command(&self, command: UserCommand);
+    /// This node's subscribers of `channel`.
+    fn presence(&self, channel: String) -> BoxFuture<'static, Vec<ClientInfo>>;
+    /// This node's channels with subscribers here, with their counts.
+    fn channels(&self) -> BoxFuture<'static, BTreeMap<String, u32>>;
+    /// Counts of this node.
+    fn info(&self) -> NodeInfo;
+    /// Emulation commands for a session of this node: whether it took them.
+    fn emulation(&self, session: String, data: Vec<u8>, protobuf: bool) -> BoxFuture<'static, bool>;
+}
 
 /// Publisher info as it travels between nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

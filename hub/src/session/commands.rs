@@ -12,11 +12,10 @@ use std::time::Duration;
 use protocol::codes::{self, ErrorCode, UnsubscribeCode};
 use protocol::proto::{self, ClientInfo, Command, Push, Reply};
 
-use super::{ttl_until, Session, Subscription};
+use super::{ttl_until, Session, SessionEntry, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
 use crate::metrics::Metrics;
-use crate::node::SessionEntry;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
@@ -94,9 +93,9 @@ impl Session {
         if self.client.is_some() {
             return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
         }
-        let node = self.node.clone();
+        let ctx = self.ctx.clone();
         let (user, expires_at, info, channels) = if !request.token.is_empty() {
-            match node.verifier.verify_connect(&request.token) {
+            match ctx.verifier.verify_connect(&request.token) {
                 Ok(claims) => (claims.user, claims.expires_at, claims.info.unwrap_or_default(), claims.channels),
                 Err(TokenError::Expired) => {
                     self.send(&Reply { id, error: Some(codes::TOKEN_EXPIRED.to_proto()), ..Default::default() });
@@ -107,7 +106,7 @@ impl Session {
                     return self.disconnect(codes::INVALID_TOKEN);
                 }
             }
-        } else if node.config.allow_anonymous {
+        } else if ctx.config.allow_anonymous {
             (String::new(), None, bytes::Bytes::new(), Vec::new())
         } else {
             self.send(&Reply { id, error: Some(codes::UNAUTHORIZED.to_proto()), ..Default::default() });
@@ -120,7 +119,7 @@ impl Session {
         } else {
             0
         };
-        if channels.len() + uni_channels > node.config.max_channels_per_client {
+        if channels.len() + uni_channels > ctx.config.max_channels_per_client {
             tracing::info!(channels = channels.len() + uni_channels, "connect refused: over max_channels_per_client");
             return self.disconnect(codes::CHANNEL_LIMIT);
         }
@@ -129,8 +128,8 @@ impl Session {
         self.user = Arc::from(user);
         self.conn_info = info;
         self.expires_at = expires_at;
-        node.register(client.clone(), SessionEntry { actor: self.myself.clone(), user: self.user.clone() });
-        let ping = node.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
+        ctx.registry.register(client.clone(), SessionEntry { actor: self.myself.clone(), user: self.user.clone() });
+        let ping = ctx.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
         let ttl = expires_at.map(ttl_until);
         let result = proto::ConnectResult {
             client: client.to_string(),
@@ -139,7 +138,7 @@ impl Session {
             ttl: ttl.unwrap_or(0),
             ping,
             pong: self.transport != super::TransportKind::UniSse,
-            node: node.name().to_string(),
+            node: ctx.name().to_string(),
             session: self.emulation_id.as_deref().unwrap_or_default().to_string(),
             ..Default::default()
         };
@@ -150,7 +149,7 @@ impl Session {
             self.schedule_expiry(exp);
         }
         for name in &channels {
-            match Channel::parse(name, &node.config) {
+            match Channel::parse(name, &ctx.config) {
                 Ok((channel, _)) => {
                     let recover = request.subs.get(name).filter(|s| s.recover).map(|s| (s.offset, s.epoch.clone()));
                     self.server_subscribe(channel, recover).await;
@@ -168,7 +167,7 @@ impl Session {
                 if channels.contains(name) {
                     continue;
                 }
-                match Channel::parse(name, &node.config) {
+                match Channel::parse(name, &ctx.config) {
                     Ok((channel, options)) if options.allow_subscribe => {
                         let recover = sub.recover.then(|| (sub.offset, sub.epoch.clone()));
                         self.server_subscribe(channel, recover).await;
@@ -190,25 +189,25 @@ impl Session {
             client: self.client_id(),
             user: self.user.clone(),
             outbox: self.outbox.clone(),
-            session: self.myself.clone(),
+            lost: Arc::new(self.myself.clone()),
             conn_info: self.conn_info.clone(),
             chan_info,
         }
     }
 
     async fn subscribe(&mut self, id: u32, request: proto::SubscribeRequest) -> Handled {
-        let node = self.node.clone();
-        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        let ctx = self.ctx.clone();
+        let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
         if self.subs.contains_key(&channel) {
             return Err(codes::ALREADY_SUBSCRIBED);
         }
-        if self.subs.len() >= node.config.max_channels_per_client {
+        if self.subs.len() >= ctx.config.max_channels_per_client {
             return Err(codes::LIMIT_EXCEEDED);
         }
         let mut expires_at = None;
         let mut chan_info = bytes::Bytes::new();
         if !request.token.is_empty() {
-            match node.verifier.verify_subscribe(&request.token) {
+            match ctx.verifier.verify_subscribe(&request.token) {
                 Ok(claims) => {
                     if claims.channel != channel.as_str() || claims.user != *self.user {
                         return Err(codes::PERMISSION_DENIED);
@@ -238,7 +237,7 @@ impl Session {
             ttl,
             reply: ReplyTarget::Reply(id),
         };
-        node.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await?;
+        ctx.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await?;
         self.add_subscription(channel, Subscription { server_side: false, expires_at, chan_info });
         // The topic queued the reply itself, ahead of any publication.
         Ok(None)
@@ -248,7 +247,7 @@ impl Session {
         if let Some(exp) = subscription.expires_at {
             self.schedule_sub_expiry(channel.clone(), exp);
         }
-        Metrics::add(&self.node.metrics.subscriptions, 1);
+        Metrics::add(&self.ctx.metrics.subscriptions, 1);
         self.subs.insert(channel, subscription);
     }
 
@@ -257,12 +256,12 @@ impl Session {
         if self.client.is_none() || self.subs.contains_key(&channel) {
             return;
         }
-        if self.subs.len() >= self.node.config.max_channels_per_client {
+        if self.subs.len() >= self.ctx.config.max_channels_per_client {
             tracing::warn!(%channel, "server-side subscribe skipped: the client is at max_channels_per_client");
             return;
         }
-        let node = self.node.clone();
-        let Some(options) = Channel::parse(channel.as_str(), &node.config).ok().map(|(_, o)| o) else { return };
+        let ctx = self.ctx.clone();
+        let Some(options) = Channel::parse(channel.as_str(), &ctx.config).ok().map(|(_, o)| o) else { return };
         let recoverable = options.history_enabled();
         let args = SubscribeArgs {
             subscriber: self.subscriber(bytes::Bytes::new()),
@@ -271,7 +270,7 @@ impl Session {
             ttl: None,
             reply: ReplyTarget::Push,
         };
-        match node.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await {
+        match ctx.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await {
             Ok(_) => self.add_subscription(
                 channel,
                 Subscription { server_side: true, expires_at: None, chan_info: bytes::Bytes::new() },
@@ -284,7 +283,7 @@ impl Session {
         if self.subs.remove(&channel).is_none() {
             return;
         }
-        Metrics::sub(&self.node.metrics.subscriptions, 1);
+        Metrics::sub(&self.ctx.metrics.subscriptions, 1);
         self.leave_topic(&channel).await;
         self.send_unsubscribe_push(channel.as_str(), code);
     }
@@ -303,24 +302,24 @@ impl Session {
     /// Removes this client from the topic and waits until it is gone, so no
     /// publication of the channel follows the unsubscribe reply.
     async fn leave_topic(&self, channel: &Channel) {
-        if let Some(topic) = self.node.topics.lookup(channel.as_str()) {
+        if let Some(topic) = self.ctx.topics.lookup(channel.as_str()) {
             let client = self.client_id();
             let _ = topic.call(|reply| TopicMsg::Unsubscribe(client, Some(reply)), Some(Duration::from_secs(10))).await;
         }
     }
 
     async fn unsubscribe(&mut self, request: proto::UnsubscribeRequest) -> Handled {
-        let (channel, _) = Channel::parse(&request.channel, &self.node.config)?;
+        let (channel, _) = Channel::parse(&request.channel, &self.ctx.config)?;
         if self.subs.remove(&channel).is_some() {
-            Metrics::sub(&self.node.metrics.subscriptions, 1);
+            Metrics::sub(&self.ctx.metrics.subscriptions, 1);
             self.leave_topic(&channel).await;
         }
         Ok(Some(Reply { unsubscribe: Some(proto::UnsubscribeResult {}), ..Default::default() }))
     }
 
     async fn publish(&mut self, request: proto::PublishRequest) -> Handled {
-        let node = self.node.clone();
-        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        let ctx = self.ctx.clone();
+        let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
         if !options.allow_publish {
             return Err(codes::PERMISSION_DENIED);
         }
@@ -332,7 +331,7 @@ impl Session {
             chan_info: self.subs.get(&channel).map(|s| s.chan_info.clone()).unwrap_or_default(),
         };
         let args = PublishArgs { data: request.data, info: Some(info), ..Default::default() };
-        node.publish_to(&channel, options, args).await?;
+        ctx.engine.publish_to(&channel, options, args).await?;
         Ok(Some(Reply { publish: Some(proto::PublishResult {}), ..Default::default() }))
     }
 
@@ -347,18 +346,18 @@ impl Session {
     }
 
     async fn presence(&mut self, request: proto::PresenceRequest) -> Handled {
-        let node = self.node.clone();
-        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        let ctx = self.ctx.clone();
+        let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
         self.may_read(&channel, options.allow_subscribe)?;
-        let presence = node.presence(channel.as_str()).await?;
+        let presence = ctx.engine.presence(channel.as_str()).await?;
         Ok(Some(Reply { presence: Some(proto::PresenceResult { presence }), ..Default::default() }))
     }
 
     async fn presence_stats(&mut self, request: proto::PresenceStatsRequest) -> Handled {
-        let node = self.node.clone();
-        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        let ctx = self.ctx.clone();
+        let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
         self.may_read(&channel, options.allow_subscribe)?;
-        let (num_clients, num_users) = node.presence_stats(channel.as_str()).await?;
+        let (num_clients, num_users) = ctx.engine.presence_stats(channel.as_str()).await?;
         Ok(Some(Reply {
             presence_stats: Some(proto::PresenceStatsResult { num_clients, num_users }),
             ..Default::default()
@@ -366,13 +365,13 @@ impl Session {
     }
 
     async fn history(&mut self, request: proto::HistoryRequest) -> Handled {
-        let node = self.node.clone();
-        let (channel, options) = Channel::parse(&request.channel, &node.config)?;
+        let ctx = self.ctx.clone();
+        let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
         self.may_read(&channel, options.allow_subscribe)?;
         let max = options.history_size.min(i32::MAX as usize) as i32;
         let limit = if request.limit < 0 || request.limit > max { max } else { request.limit };
         let query = HistoryQuery { limit, since: request.since.map(|s| (s.offset, s.epoch)), reverse: request.reverse };
-        let page = node.history(channel.as_str(), query).await?;
+        let page = ctx.engine.history(channel.as_str(), query).await?;
         let result = proto::HistoryResult { publications: page.publications, epoch: page.epoch, offset: page.offset };
         // The largest id, so that the reply still fits once it gets its own.
         let mut reply = Reply { id: u32::MAX, history: Some(result), ..Default::default() };
@@ -381,7 +380,7 @@ impl Session {
     }
 
     fn refresh(&mut self, request: proto::RefreshRequest) -> Handled {
-        let claims = match self.node.verifier.verify_connect(&request.token) {
+        let claims = match self.ctx.verifier.verify_connect(&request.token) {
             Ok(claims) => claims,
             Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
             Err(TokenError::Invalid(_)) => {
@@ -408,11 +407,11 @@ impl Session {
     }
 
     fn sub_refresh(&mut self, request: proto::SubRefreshRequest) -> Handled {
-        let (channel, _) = Channel::parse(&request.channel, &self.node.config)?;
+        let (channel, _) = Channel::parse(&request.channel, &self.ctx.config)?;
         if !self.subs.contains_key(&channel) {
             return Err(codes::PERMISSION_DENIED);
         }
-        let claims = match self.node.verifier.verify_subscribe(&request.token) {
+        let claims = match self.ctx.verifier.verify_subscribe(&request.token) {
             Ok(claims) => claims,
             Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
             // Like a refused subscribe: 103 for this subscription, the connection

@@ -16,6 +16,11 @@
 //! never leaves a channel with a dead subscriber.
 
 mod commands;
+mod inflight;
+pub mod registry;
+
+pub use inflight::{Inflight, InflightGuard};
+pub use registry::{EmulationError, SessionContext, SessionEntry, SessionRegistry};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,10 +35,8 @@ use rand::Rng;
 
 use crate::channel::Channel;
 use crate::metrics::Metrics;
-use crate::node::Node;
 use crate::outbox::Outbox;
-use crate::topic::TopicMsg;
-use crate::transport::InflightGuard;
+use crate::topic::{ChannelLost, TopicMsg};
 
 /// Messages to a session actor.
 pub enum SessionMsg {
@@ -64,7 +67,7 @@ pub enum SessionMsg {
     SubExpiryDue(Channel, u64),
 }
 
-/// Which transport carries the session (reported in logs and connect replies).
+/// Which transport carries the session (reported in logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
     WebSocket,
@@ -75,12 +78,47 @@ pub enum TransportKind {
     UniSse,
 }
 
+impl TransportKind {
+    /// Every kind, in the order of [`TransportKind::index`].
+    pub const ALL: [TransportKind; 4] =
+        [TransportKind::WebSocket, TransportKind::Sse, TransportKind::HttpStream, TransportKind::UniSse];
+
+    /// A dense index (0..4), for per-transport counters.
+    pub fn index(self) -> usize {
+        match self {
+            TransportKind::WebSocket => 0,
+            TransportKind::Sse => 1,
+            TransportKind::HttpStream => 2,
+            TransportKind::UniSse => 3,
+        }
+    }
+
+    /// The label of the transport in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            TransportKind::WebSocket => "websocket",
+            TransportKind::Sse => "sse",
+            TransportKind::HttpStream => "http_stream",
+            TransportKind::UniSse => "uni_sse",
+        }
+    }
+}
+
+/// A topic tells a session that it lost a channel by a message to its actor.
+impl ChannelLost for ActorRef<SessionMsg> {
+    fn channel_lost(&self, channel: Channel) {
+        let _ = self.cast(SessionMsg::TopicLost(channel));
+    }
+}
+
 pub struct SessionArgs {
-    pub node: Arc<Node>,
+    pub ctx: Arc<SessionContext>,
     pub outbox: Arc<Outbox>,
     pub transport: TransportKind,
     /// The secret session id of an HTTP-transport session (for `/emulation`).
     pub emulation_id: Option<Arc<str>>,
+    /// The shutdown drop-sentinel: held for the session's life.
+    pub alive: tokio::sync::mpsc::Sender<()>,
 }
 
 /// One subscription of the session.
@@ -92,7 +130,7 @@ pub struct Subscription {
 }
 
 pub struct Session {
-    node: Arc<Node>,
+    ctx: Arc<SessionContext>,
     outbox: Arc<Outbox>,
     myself: ActorRef<SessionMsg>,
     transport: TransportKind,
@@ -106,6 +144,8 @@ pub struct Session {
     ping_count: u64,
     pong_pending: bool,
     closed: bool,
+    /// Dropped with the session: shutdown waits until every one is gone.
+    _alive: tokio::sync::mpsc::Sender<()>,
 }
 
 pub struct SessionActor;
@@ -116,9 +156,9 @@ impl Actor for SessionActor {
     type Arguments = SessionArgs;
 
     async fn pre_start(&self, myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<Session, ActorProcessingErr> {
-        myself.send_after(args.node.config.connect_timeout, || SessionMsg::ConnectDue);
+        myself.send_after(args.ctx.config.connect_timeout, || SessionMsg::ConnectDue);
         Ok(Session {
-            node: args.node,
+            ctx: args.ctx,
             outbox: args.outbox,
             myself,
             transport: args.transport,
@@ -131,6 +171,7 @@ impl Actor for SessionActor {
             ping_count: 0,
             pong_pending: false,
             closed: false,
+            _alive: args.alive,
         })
     }
 
@@ -176,7 +217,7 @@ impl Actor for SessionActor {
             SessionMsg::ExpiryDue(exp) => {
                 // Stale when a refresh has since armed a timer for a newer `exp`.
                 if session.expires_at == Some(exp) {
-                    if time_left(exp, session.node.config.client_expired_close_delay).is_zero() {
+                    if time_left(exp, session.ctx.config.client_expired_close_delay).is_zero() {
                         session.disconnect(codes::EXPIRED_CONNECTION);
                     } else {
                         // The wall clock lags the timer (or the deadline is beyond
@@ -187,7 +228,7 @@ impl Actor for SessionActor {
             }
             SessionMsg::SubExpiryDue(channel, exp) => {
                 if session.subs.get(&channel).and_then(|s| s.expires_at) == Some(exp) {
-                    if time_left(exp, session.node.config.client_expired_sub_close_delay).is_zero() {
+                    if time_left(exp, session.ctx.config.client_expired_sub_close_delay).is_zero() {
                         Box::pin(session.server_unsubscribe(channel, codes::UNSUBSCRIBE_EXPIRED)).await;
                     } else {
                         session.schedule_sub_expiry(channel, exp);
@@ -219,7 +260,7 @@ impl Session {
         }
         if let Err(error) = self.outbox.push(bytes) {
             if error == crate::outbox::PushError::Slow {
-                Metrics::inc(&self.node.metrics.slow_disconnects);
+                Metrics::inc(&self.ctx.metrics.slow_disconnects);
             }
             self.stop();
         }
@@ -240,7 +281,7 @@ impl Session {
     }
 
     fn schedule_ping(&self, first: bool) {
-        let interval = self.node.config.ping_interval;
+        let interval = self.ctx.config.ping_interval;
         let delay = if first {
             // Jitter the first ping so that clients connecting together do not
             // ping together forever.
@@ -260,7 +301,7 @@ impl Session {
         if self.transport != TransportKind::UniSse {
             self.pong_pending = true;
             let n = self.ping_count;
-            self.myself.send_after(self.node.config.pong_timeout, move || SessionMsg::PongDue(n));
+            self.myself.send_after(self.ctx.config.pong_timeout, move || SessionMsg::PongDue(n));
         }
         self.send(&Reply::default());
         self.schedule_ping(false);
@@ -269,20 +310,20 @@ impl Session {
     /// Arms the timer that closes the connection (3005) once its token's `exp`
     /// (Unix seconds) and `client_expired_close_delay` have passed without a refresh.
     fn schedule_expiry(&self, exp: u64) {
-        let delay = time_left(exp, self.node.config.client_expired_close_delay);
+        let delay = time_left(exp, self.ctx.config.client_expired_close_delay);
         self.myself.send_after(delay, move || SessionMsg::ExpiryDue(exp));
     }
 
     /// Arms the timer that ends a subscription (unsubscribe 2501) once its token's
     /// `exp` and `client_expired_sub_close_delay` have passed without a sub_refresh.
     fn schedule_sub_expiry(&self, channel: Channel, exp: u64) {
-        let delay = time_left(exp, self.node.config.client_expired_sub_close_delay);
+        let delay = time_left(exp, self.ctx.config.client_expired_sub_close_delay);
         self.myself.send_after(delay, move || SessionMsg::SubExpiryDue(channel, exp));
     }
 
     fn topic_lost(&mut self, channel: Channel) {
         let Some(sub) = self.subs.remove(&channel) else { return };
-        Metrics::sub(&self.node.metrics.subscriptions, 1);
+        Metrics::sub(&self.ctx.metrics.subscriptions, 1);
         if sub.server_side {
             // A server-side subscription cannot be renewed by the client alone:
             // reconnecting makes the client recover it.
@@ -295,19 +336,16 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let node = &self.node;
-        node.session_stopped(self.myself.get_id());
-        if let Some(id) = &self.emulation_id {
-            node.emulation_stopped(id);
-        }
+        let ctx = &self.ctx;
+        ctx.registry.stopped(self.myself.get_id(), self.emulation_id.as_deref());
         // Whatever ended the session, the connection ends too (no-op when the
         // outbox is already closed with a better code).
         self.outbox.close(codes::SERVER_ERROR);
         if let Some(client) = self.client.take() {
-            node.unregister(&client, &self.user);
-            Metrics::sub(&node.metrics.subscriptions, self.subs.len() as u64);
+            ctx.registry.unregister(&client, &self.user);
+            Metrics::sub(&ctx.metrics.subscriptions, self.subs.len() as u64);
             for channel in self.subs.keys() {
-                node.topics.cast_existing(channel.as_str(), TopicMsg::Unsubscribe(client.clone(), None));
+                ctx.topics.cast_existing(channel.as_str(), TopicMsg::Unsubscribe(client.clone(), None));
             }
         }
     }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use protocol::codec;
 use protocol::codes::{self, ErrorCode};
@@ -37,20 +38,48 @@ use crate::channel::Channel;
 use crate::config::ChannelOptions;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, PushError};
-use crate::session::SessionMsg;
 
 /// How often an idle topic checks whether it can retire.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
 
-/// One subscriber of a channel, as the topic sees it.
+/// Told that a subscriber lost its channel: the topic restarted after a
+/// failure, or a replica lost continuity with the owner's stream. The
+/// subscriber is no longer in the topic; it should resubscribe and recover
+/// (sessions answer with unsubscribe 2500 "insufficient state").
+///
+/// Called from the topic (or its supervisor) while it handles a message: it
+/// must not block (sessions cast to themselves).
+pub trait ChannelLost: Send + Sync {
+    fn channel_lost(&self, channel: Channel);
+}
+
+/// One subscriber of a channel, as the topic sees it: where its messages go
+/// (the outbox) and whom to tell when the channel is lost. A topic knows
+/// nothing else of sessions.
 #[derive(Clone)]
 pub struct Subscriber {
     pub client: Arc<str>,
     pub user: Arc<str>,
     pub outbox: Arc<Outbox>,
-    pub session: ActorRef<SessionMsg>,
+    pub lost: Arc<dyn ChannelLost>,
     pub conn_info: Bytes,
     pub chan_info: Bytes,
+}
+
+/// A channel's stream as its owner hands it to a replica: (epoch, top
+/// offset, the retained publications in offset order).
+pub type OwnerStream = (String, u64, Vec<Publication>);
+
+/// Cluster mode: the channel's owner as a replica sees it (implemented by the
+/// AMQP broker). A topic with a `Replication` is a replica: it publishes
+/// nothing itself, syncs the owner's stream once, then applies the
+/// publications the broker delivers.
+pub trait Replication: Send + Sync {
+    /// The owner's stream of `channel`: (epoch, top offset, retained publications).
+    fn sync(self: Arc<Self>, channel: String) -> BoxFuture<'static, Result<OwnerStream, ErrorCode>>;
+    /// Announces a join (`join`) or leave of a local subscriber to every node
+    /// (this one included: the broker delivers it back as [`TopicMsg::Remote`]).
+    fn announce(&self, channel: &str, info: &ClientInfo, join: bool);
 }
 
 impl Subscriber {
@@ -129,7 +158,7 @@ pub enum TopicMsg {
     /// Cluster mode: a push to fan out as is (join/leave announced by some node).
     Remote(Box<Push>),
     /// Cluster mode: the owner's stream (epoch, top, publications), to start the replica from.
-    Synced(Result<(String, u64, Vec<Publication>), ErrorCode>),
+    Synced(Result<OwnerStream, ErrorCode>),
     /// Test hook: make this actor fail as a bug would.
     InjectPanic,
 }
@@ -205,8 +234,8 @@ pub struct TopicContext {
     pub idempotency_window: Duration,
     /// `client_recovery_max_publication_limit` (0 = no count limit).
     pub recovery_max_publications: usize,
-    /// Set when the node runs with the AMQP broker.
-    pub cluster: Arc<std::sync::OnceLock<Arc<crate::broker::amqp::Cluster>>>,
+    /// Set when the node runs in a cluster: its topics are replicas.
+    pub replication: Option<Arc<dyn Replication>>,
 }
 
 pub struct TopicActor;
@@ -460,9 +489,9 @@ fn subscribe(
     let info = subscriber.info();
     state.subscribers.insert(subscriber.client.clone(), subscriber);
     if state.options.join_leave {
-        match (&state.replica, context.cluster.get()) {
+        match (&state.replica, &context.replication) {
             // Every node (this one too) hears it from the delivery exchange.
-            (Some(_), Some(cluster)) => cluster.announce(state.channel.as_str(), &info, true),
+            (Some(_), Some(replication)) => replication.announce(state.channel.as_str(), &info, true),
             _ => {
                 let push = Push {
                     channel: state.channel.to_string(),
@@ -482,7 +511,7 @@ fn start_sync(state: &mut TopicState, myself: &ActorRef<TopicMsg>, context: &Top
     if replica.syncing {
         return;
     }
-    let Some(cluster) = context.cluster.get().cloned() else {
+    let Some(replication) = context.replication.clone() else {
         let _ = myself.cast(TopicMsg::Synced(Err(codes::INTERNAL.temporary())));
         replica.syncing = true;
         return;
@@ -492,7 +521,7 @@ fn start_sync(state: &mut TopicState, myself: &ActorRef<TopicMsg>, context: &Top
     let channel = state.channel.clone();
     let myself = myself.clone();
     tokio::spawn(async move {
-        let result = cluster.sync(channel.as_str()).await;
+        let result = replication.sync(channel.to_string()).await;
         let _ = myself.cast(TopicMsg::Synced(result));
     });
 }
@@ -500,7 +529,7 @@ fn start_sync(state: &mut TopicState, myself: &ActorRef<TopicMsg>, context: &Top
 fn synced(
     state: &mut TopicState,
     myself: &ActorRef<TopicMsg>,
-    result: Result<(String, u64, Vec<Publication>), ErrorCode>,
+    result: Result<OwnerStream, ErrorCode>,
     now: Instant,
     context: &TopicContext,
 ) {
@@ -587,7 +616,7 @@ fn resync(state: &mut TopicState, _myself: &ActorRef<TopicMsg>, _context: &Topic
         replica.synced = false;
     }
     for subscriber in state.take_subscribers() {
-        let _ = subscriber.session.cast(SessionMsg::TopicLost(state.channel.clone()));
+        subscriber.lost.channel_lost(state.channel.clone());
     }
 }
 
@@ -617,8 +646,8 @@ fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &To
 
 fn leave(state: &mut TopicState, subscriber: &Subscriber, context: &TopicContext) {
     if state.options.join_leave && state.replica.is_some() {
-        if let Some(cluster) = context.cluster.get() {
-            cluster.announce(state.channel.as_str(), &subscriber.info(), false);
+        if let Some(replication) = &context.replication {
+            replication.announce(state.channel.as_str(), &subscriber.info(), false);
         }
         return;
     }

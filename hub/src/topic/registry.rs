@@ -20,11 +20,10 @@ use protocol::codes::{self, ErrorCode};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
 
-use super::{TopicActor, TopicArgs, TopicContext, TopicError, TopicMsg, TopicState};
+use super::{Replication, TopicActor, TopicArgs, TopicContext, TopicError, TopicMsg, TopicState};
 use crate::channel::Channel;
 use crate::config::ChannelOptions;
 use crate::metrics::Metrics;
-use crate::session::SessionMsg;
 
 /// Channel name to its live topic actor.
 pub type TopicMap = DashMap<Arc<str>, ActorRef<TopicMsg>>;
@@ -46,16 +45,17 @@ pub struct TopicRegistry {
 }
 
 impl TopicRegistry {
-    /// Starts the supervisor.
+    /// Starts the supervisor. With `replication` (a cluster), every topic is a
+    /// replica of its channel's owner.
     pub async fn start(
         metrics: Arc<Metrics>,
         idempotency_window: Duration,
         recovery_max_publications: usize,
-        cluster: Arc<std::sync::OnceLock<Arc<crate::broker::amqp::Cluster>>>,
+        replication: Option<Arc<dyn Replication>>,
     ) -> anyhow::Result<(TopicRegistry, ActorCell)> {
         let map: Arc<TopicMap> = Arc::new(DashMap::new());
         let context =
-            TopicContext { registry: map.clone(), metrics, idempotency_window, recovery_max_publications, cluster };
+            TopicContext { registry: map.clone(), metrics, idempotency_window, recovery_max_publications, replication };
         let (supervisor, _) = Actor::spawn(None, TopicSupervisor, context).await?;
         let cell = supervisor.get_cell();
         Ok((TopicRegistry { map, supervisor }, cell))
@@ -175,7 +175,7 @@ impl Actor for TopicSupervisor {
                     // event restarted the first one.
                     (None, Some((id, shared))) => restart(&myself, state, id, shared, "mailbox closed").await,
                     (None, None) => {
-                        let cluster_mode = state.context.cluster.get().is_some();
+                        let cluster_mode = state.context.replication.is_some();
                         let shared = Arc::new(Mutex::new(TopicState::new(channel.clone(), options, cluster_mode)));
                         spawn_topic(&myself, state, channel, shared).await
                     }
@@ -248,7 +248,7 @@ async fn restart(
         tracing::error!(%channel, ?code, "topic restart failed");
     }
     for subscriber in orphans {
-        let _ = subscriber.session.cast(SessionMsg::TopicLost(channel.clone()));
+        subscriber.lost.channel_lost(channel.clone());
     }
     result
 }

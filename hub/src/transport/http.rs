@@ -17,7 +17,6 @@
 //! these handlers only frame and write.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
@@ -30,14 +29,8 @@ use serde_json::value::RawValue;
 
 use super::stream::{self, Framing};
 use super::Inflight;
-use crate::node::Node;
 use crate::outbox::Outbox;
-use crate::session::{SessionMsg, TransportKind};
-
-/// Frames an emulated session may have in flight before `/emulation` waits.
-const MAX_PENDING_FRAMES: usize = 64;
-/// How long `/emulation` waits for room before answering 503.
-const EMULATION_WAIT: Duration = Duration::from_secs(5);
+use crate::session::{EmulationError, SessionContext, SessionMsg, TransportKind};
 
 /// Errors of the HTTP transports, each an HTTP status with a JSON body.
 #[derive(Debug, thiserror::Error)]
@@ -90,26 +83,26 @@ pub struct SseQuery {
 /// `GET /connection/sse`.
 pub async fn sse_get(
     query: web::Query<SseQuery>,
-    node: web::Data<Arc<Node>>,
+    ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let connect =
         query.cf_connect.as_deref().ok_or_else(|| HttpTransportError::BadRequest("cf_connect is required".into()))?;
-    start(node.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse).await
+    start(ctx.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse).await
 }
 
 /// `POST /connection/sse` (the connect command as body).
-pub async fn sse_post(body: Bytes, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
-    start(node.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse).await
+pub async fn sse_post(body: Bytes, ctx: web::Data<Arc<SessionContext>>) -> Result<HttpResponse, HttpTransportError> {
+    start(ctx.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse).await
 }
 
 /// `POST /connection/http_stream`.
 pub async fn http_stream(
     req: HttpRequest,
     body: Bytes,
-    node: web::Data<Arc<Node>>,
+    ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let framing = if is_protobuf(&req) { Framing::Protobuf } else { Framing::JsonLines };
-    start(node.get_ref().clone(), &body, framing, TransportKind::HttpStream).await
+    start(ctx.get_ref().clone(), &body, framing, TransportKind::HttpStream).await
 }
 
 fn is_protobuf(req: &HttpRequest) -> bool {
@@ -120,29 +113,29 @@ fn is_protobuf(req: &HttpRequest) -> bool {
 }
 
 async fn start(
-    node: Arc<Node>,
+    ctx: Arc<SessionContext>,
     connect: &[u8],
     framing: Framing,
     kind: TransportKind,
 ) -> Result<HttpResponse, HttpTransportError> {
-    if node.is_shutting_down() {
+    if ctx.is_shutting_down() {
         return Err(HttpTransportError::Unavailable);
     }
     let encoding = framing.encoding();
-    let commands = decode_frame::<Command>(encoding, connect, node.config.max_frame_bytes)
+    let commands = decode_frame::<Command>(encoding, connect, ctx.config.max_frame_bytes)
         .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
     if commands.first().is_none_or(|c| c.connect.is_none() || c.id == 0) {
         return Err(HttpTransportError::BadRequest("the first command must be connect, with an id".into()));
     }
-    let outbox = Arc::new(Outbox::for_client(encoding, node.config.client_outbox_bytes));
+    let outbox = Arc::new(Outbox::for_client(encoding, ctx.config.client_outbox_bytes));
     let inflight = Arc::new(Inflight::default());
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
-    let session = node
-        .spawn_session(outbox.clone(), kind, Some((session_id, inflight.clone())))
+    let session = ctx
+        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())))
         .await
         .map_err(|_| HttpTransportError::Unavailable)?;
     let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));
-    let body = stream::body(node, outbox, session, framing);
+    let body = stream::body(ctx.config.write_delay, outbox, session, framing);
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-cache")).insert_header(("X-Accel-Buffering", "no"));
     match framing {
@@ -165,7 +158,7 @@ struct JsonEmulationRequest {
 pub async fn emulation(
     req: HttpRequest,
     body: Bytes,
-    node: web::Data<Arc<Node>>,
+    ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let (target_node, session_id, data, encoding) = if is_protobuf(&req) {
         let request = <protocol::proto::EmulationRequest as protocol::prost::Message>::decode(body.as_ref())
@@ -186,54 +179,27 @@ pub async fn emulation(
         (request.node, request.session, data, Encoding::Json)
     };
     // Validate the frame here, whichever node holds the session.
-    decode_frame::<Command>(encoding, &data, node.config.max_frame_bytes)
+    decode_frame::<Command>(encoding, &data, ctx.config.max_frame_bytes)
         .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
-    if !target_node.is_empty() && target_node != node.name() {
+    if !target_node.is_empty() && target_node != ctx.name() {
         // The session lives on another node: hand the commands over there.
-        let cluster = node.cluster().ok_or(HttpTransportError::UnknownNode)?;
-        let found = cluster
+        if !ctx.engine.broker.is_cluster() {
+            return Err(HttpTransportError::UnknownNode);
+        }
+        let found = ctx
+            .engine
+            .broker
             .forward_emulation(&target_node, &session_id, data.to_vec(), encoding == Encoding::Protobuf)
             .await
             .map_err(|_| HttpTransportError::Busy)?;
         return if found { Ok(HttpResponse::NoContent().finish()) } else { Err(HttpTransportError::UnknownSession) };
     }
-    let (session, inflight, session_encoding) =
-        node.emulation_session(&session_id).ok_or(HttpTransportError::UnknownSession)?;
-    if session_encoding != encoding {
-        return Err(HttpTransportError::BadRequest("encoding differs from the session's".into()));
-    }
-    hand_over(&node, &session, &inflight, encoding, &data).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Decodes emulation commands and gives them to a local session, waiting for
-/// room when it has too many frames in flight.
-async fn hand_over(
-    node: &Node,
-    session: &ractor::ActorRef<SessionMsg>,
-    inflight: &Arc<Inflight>,
-    encoding: Encoding,
-    data: &[u8],
-) -> Result<(), HttpTransportError> {
-    let commands = decode_frame::<Command>(encoding, data, node.config.max_frame_bytes)
-        .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
-    let deadline = tokio::time::Instant::now() + EMULATION_WAIT;
-    while inflight.count() >= MAX_PENDING_FRAMES {
-        if tokio::time::timeout_at(deadline, inflight.drained()).await.is_err() {
-            return Err(HttpTransportError::Busy);
+    match ctx.registry.emulate(&session_id, encoding, &data, ctx.config.max_frame_bytes).await {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(EmulationError::UnknownSession) => Err(HttpTransportError::UnknownSession),
+        Err(EmulationError::Busy) => Err(HttpTransportError::Busy),
+        Err(error @ (EmulationError::WrongEncoding | EmulationError::BadFrame(_))) => {
+            Err(HttpTransportError::BadRequest(error.to_string()))
         }
-    }
-    session.cast(SessionMsg::Commands(commands, Some(inflight.start()))).map_err(|_| HttpTransportError::UnknownSession)
-}
-
-/// Emulation commands forwarded by another node: true when this node holds
-/// the session and took them.
-pub async fn deliver_emulation(node: &Node, session_id: &str, data: &[u8], protobuf: bool) -> bool {
-    let encoding = if protobuf { Encoding::Protobuf } else { Encoding::Json };
-    match node.emulation_session(session_id) {
-        Some((session, inflight, session_encoding)) if session_encoding == encoding => {
-            hand_over(node, &session, &inflight, encoding, data).await.is_ok()
-        }
-        _ => false,
     }
 }

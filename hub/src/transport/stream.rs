@@ -16,7 +16,6 @@ use protocol::proto::{Push, Reply};
 use protocol::Encoding;
 use ractor::ActorRef;
 
-use crate::node::Node;
 use crate::outbox::{Next, Outbox};
 use crate::session::SessionMsg;
 
@@ -74,7 +73,7 @@ impl Drop for CloseGuard {
 }
 
 struct BodyState {
-    node: Arc<Node>,
+    write_delay: std::time::Duration,
     outbox: Arc<Outbox>,
     builder: FrameBuilder,
     framing: Framing,
@@ -84,18 +83,18 @@ struct BodyState {
 
 /// The response body of a streaming session.
 pub fn body(
-    node: Arc<Node>,
+    write_delay: std::time::Duration,
     outbox: Arc<Outbox>,
     session: ActorRef<SessionMsg>,
     framing: Framing,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
     let builder = outbox.frame_builder();
-    let state = BodyState { node, outbox, builder, framing, finished: false, _guard: CloseGuard(session) };
+    let state = BodyState { write_delay, outbox, builder, framing, finished: false, _guard: CloseGuard(session) };
     futures_util::stream::unfold(state, |mut state| async move {
         if state.finished {
             return None;
         }
-        let delay = state.node.config.write_delay;
+        let delay = state.write_delay;
         let chunk = match state.outbox.next_after(&mut state.builder, delay).await {
             Next::Frame(frame) => state.framing.chunk(&frame),
             Next::Close(code) => {

@@ -38,16 +38,18 @@ use protocol::Encoding;
 
 use super::http::HttpTransportError;
 use super::stream::{disconnect_push, CloseGuard};
-use crate::node::Node;
 use crate::outbox::{Next, Outbox};
-use crate::session::{SessionMsg, TransportKind};
+use crate::session::{SessionContext, SessionMsg, TransportKind};
 
 /// The browser's reconnect delay we ask for, in milliseconds.
 const RETRY_MS: u32 = 1000;
 
-pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<HttpResponse, HttpTransportError> {
-    let node = node.get_ref().clone();
-    if node.is_shutting_down() {
+pub async fn handler(
+    req: HttpRequest,
+    ctx: web::Data<Arc<SessionContext>>,
+) -> Result<HttpResponse, HttpTransportError> {
+    let ctx = ctx.get_ref().clone();
+    if ctx.is_shutting_down() {
         return Err(HttpTransportError::Unavailable);
     }
     let mut connect = ConnectRequest::default();
@@ -84,18 +86,18 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
     // Refuse bad credentials with a status, so the browser's EventSource stops
     // instead of reconnecting forever.
     let token_channels = if connect.token.is_empty() {
-        if !node.config.allow_anonymous {
+        if !ctx.config.allow_anonymous {
             return Err(HttpTransportError::Unauthorized("a connection token is required".into()));
         }
         Vec::new()
     } else {
-        match node.verifier.verify_connect(&connect.token) {
+        match ctx.verifier.verify_connect(&connect.token) {
             Ok(claims) => claims.channels,
             Err(error) => return Err(HttpTransportError::Unauthorized(error.to_string())),
         }
     };
     // The same per-client limit as a bidirectional client's subscriptions.
-    let limit = node.config.max_channels_per_client;
+    let limit = ctx.config.max_channels_per_client;
     let wanted = connect.subs.len() + token_channels.iter().filter(|c| !connect.subs.contains_key(*c)).count();
     if wanted > limit {
         return Err(HttpTransportError::LimitExceeded(format!(
@@ -107,15 +109,13 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
     } else {
         connect.subs.keys().chain(token_channels.iter()).filter(|c| !requested.contains_key(*c)).cloned().collect()
     };
-    let outbox = Arc::new(Outbox::for_client(Encoding::Json, node.config.client_outbox_bytes));
-    let session = node
-        .spawn_session(outbox.clone(), TransportKind::UniSse, None)
-        .await
-        .map_err(|_| HttpTransportError::Unavailable)?;
+    let outbox = Arc::new(Outbox::for_client(Encoding::Json, ctx.config.client_outbox_bytes));
+    let session =
+        ctx.spawn(outbox.clone(), TransportKind::UniSse, None).await.map_err(|_| HttpTransportError::Unavailable)?;
     let command = Command { id: 1, connect: Some(connect), ..Default::default() };
     let _ = session.cast(SessionMsg::Commands(vec![command], None));
     let state = UniState {
-        node: node.clone(),
+        write_delay: ctx.config.write_delay,
         builder: outbox.frame_builder(),
         outbox,
         positions: BTreeMap::new(),
@@ -134,7 +134,7 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
             state.started = true;
             out.put_slice(format!("retry: {RETRY_MS}\n\n").as_bytes());
         }
-        let delay = state.node.config.write_delay;
+        let delay = state.write_delay;
         match state.outbox.next_after(&mut state.builder, delay).await {
             Next::Frame(frame) => state.events(&frame, &mut out),
             Next::Close(code) => {
@@ -152,7 +152,7 @@ pub async fn handler(req: HttpRequest, node: web::Data<Arc<Node>>) -> Result<Htt
 }
 
 struct UniState {
-    node: Arc<Node>,
+    write_delay: std::time::Duration,
     outbox: Arc<Outbox>,
     builder: FrameBuilder,
     /// channel → (epoch, offset) of the last event of that channel.

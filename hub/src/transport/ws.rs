@@ -45,9 +45,8 @@ use protocol::{Command, Encoding};
 use ractor::ActorRef;
 use tokio::io::AsyncWriteExt;
 
-use crate::node::Node;
 use crate::outbox::{Next, Outbox};
-use crate::session::{SessionMsg, TransportKind};
+use crate::session::{SessionContext, SessionMsg, TransportKind};
 use crate::transport::Inflight;
 
 /// The path of the WebSocket endpoint.
@@ -85,7 +84,7 @@ pub async fn not_a_handshake() -> HttpResponse {
 /// The upgrade service of the HTTP/1 server: answers the handshake and
 /// starts the connection.
 pub fn upgrade_factory(
-    node: Arc<Node>,
+    ctx: Arc<SessionContext>,
 ) -> impl ServiceFactory<
     (Request, Framed<TcpStream, h1::Codec>),
     Config = (),
@@ -94,31 +93,35 @@ pub fn upgrade_factory(
     InitError = (),
 > {
     fn_factory(move || {
-        let node = node.clone();
+        let ctx = ctx.clone();
         async move {
             Ok::<_, ()>(fn_service(move |(request, framed): (Request, Framed<TcpStream, h1::Codec>)| {
-                upgrade(node.clone(), request, framed)
+                upgrade(ctx.clone(), request, framed)
             }))
         }
     })
 }
 
-async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1::Codec>) -> Result<(), Infallible> {
+async fn upgrade(
+    ctx: Arc<SessionContext>,
+    request: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), Infallible> {
     let parts = framed.into_parts();
     let mut io = parts.io;
     // The dispatcher's read buffer goes on only for the bytes that arrived
     // after the handshake, if any: `connection` releases it once empty.
     let leftover = parts.read_buf;
     drop(parts.write_buf);
-    let (encoding, response) = match handshake(&node, &request) {
+    let (encoding, response) = match handshake(&ctx, &request) {
         Ok(accepted) => accepted,
         Err((status, message)) => {
             refuse(&mut io, status, &message).await;
             return Ok(());
         }
     };
-    let outbox = Arc::new(Outbox::for_client(encoding, node.config.client_outbox_bytes));
-    let session = match node.spawn_session(outbox.clone(), TransportKind::WebSocket, None).await {
+    let outbox = Arc::new(Outbox::for_client(encoding, ctx.config.client_outbox_bytes));
+    let session = match ctx.spawn(outbox.clone(), TransportKind::WebSocket, None).await {
         Ok(session) => session,
         Err(error) => {
             tracing::debug!(%error, "no session for a WebSocket");
@@ -131,7 +134,7 @@ async fn upgrade(node: Arc<Node>, request: Request, framed: Framed<TcpStream, h1
         return Ok(());
     }
     // The dispatcher that called us ends here; the connection goes on in its own task.
-    actix_web::rt::spawn(connection(node, io, leftover, outbox, session, encoding));
+    actix_web::rt::spawn(connection(ctx, io, leftover, outbox, session, encoding));
     Ok(())
 }
 
@@ -149,18 +152,18 @@ async fn refuse(io: &mut TcpStream, status: StatusCode, message: &str) {
 }
 
 /// Checks the handshake; the 101 answer and the encoding, or why not.
-fn handshake(node: &Node, request: &Request) -> Result<(Encoding, String), (StatusCode, String)> {
+fn handshake(ctx: &SessionContext, request: &Request) -> Result<(Encoding, String), (StatusCode, String)> {
     if request.path() != PATH {
         return Err((StatusCode::NOT_FOUND, format!("WebSocket connections are served at {PATH} only")));
     }
     let headers = request.headers();
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        if !origin.to_str().is_ok_and(|o| crate::cors::origin_allowed(&node.config.allowed_origins, o, host)) {
+        if !origin.to_str().is_ok_and(|o| crate::cors::origin_allowed(&ctx.config.allowed_origins, o, host)) {
             return Err((StatusCode::FORBIDDEN, "origin not allowed".to_string()));
         }
     }
-    if node.is_shutting_down() {
+    if ctx.is_shutting_down() {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string()));
     }
     if let Err(error) = actix_ws_proto::verify_handshake(request.head()) {
@@ -195,7 +198,7 @@ fn wants_protobuf(headers: &HeaderMap) -> bool {
 }
 
 async fn connection(
-    node: Arc<Node>,
+    ctx: Arc<SessionContext>,
     mut io: TcpStream,
     mut read_buf: BytesMut,
     outbox: Arc<Outbox>,
@@ -204,9 +207,9 @@ async fn connection(
 ) {
     let mut builder = outbox.frame_builder();
     let inflight = Arc::new(Inflight::default());
-    let limit = node.config.max_frame_bytes;
-    let write_delay = node.config.write_delay;
-    let write_timeout = node.config.ping_interval + node.config.pong_timeout;
+    let limit = ctx.config.max_frame_bytes;
+    let write_delay = ctx.config.write_delay;
+    let write_timeout = ctx.config.ping_interval + ctx.config.pong_timeout;
     let mut reader = Reader { codec: actix_ws_proto::Codec::new().max_size(limit), partial: None, limit };
     let opcode = match encoding {
         Encoding::Json => OP_TEXT,

@@ -33,7 +33,8 @@ fn open_request(addr: SocketAddr, kind: StreamTransport) -> String {
             format!("GET /connection/sse?cf_connect={query} HTTP/1.1\r\nHost: {addr}\r\n\r\n")
         }
         StreamTransport::SsePost | StreamTransport::HttpStream => {
-            let path = if matches!(kind, StreamTransport::SsePost) { "/connection/sse" } else { "/connection/http_stream" };
+            let path =
+                if matches!(kind, StreamTransport::SsePost) { "/connection/sse" } else { "/connection/http_stream" };
             format!(
                 "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{CONNECT}",
                 CONNECT.len()

@@ -1,0 +1,285 @@
+//! The sessions of this node and what they share.
+//!
+//! - [`SessionContext`]: what a session (and a transport starting one) needs
+//!   of the node — the configuration, the token verifier, the channel
+//!   operations ([`Engine`]), the topics, the metrics and the registry —
+//!   handed down at spawn instead of the node itself.
+//! - [`SessionRegistry`]: sessions by client id, client ids by user, HTTP
+//!   sessions by their secret emulation id, and every live session actor (for
+//!   shutdown). `DashMap`s whose guards are never held across an await.
+//!   Session actors register on connect and unregister when their state is
+//!   dropped (normal stop or failure alike).
+//!
+//! Shutdown waits on a drop-sentinel: every session holds a clone of one
+//! sender, and [`SessionRegistry::drain`] waits until the last is dropped
+//! (mini-redis's `shutdown_complete`), bounded by a deadline.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use protocol::codec::decode_frame;
+use protocol::codes::DisconnectCode;
+use protocol::proto::Command;
+use protocol::Encoding;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inflight, SessionActor, SessionArgs, SessionMsg, TransportKind};
+use crate::auth::TokenVerifier;
+use crate::channel::Channel;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::topic::registry::TopicRegistry;
+
+/// Frames an emulated session may have in flight before `/emulation` waits.
+const MAX_PENDING_FRAMES: usize = 64;
+/// How long `/emulation` waits for room before answering busy.
+const EMULATION_WAIT: Duration = Duration::from_secs(5);
+
+/// A connected session as the registry sees it.
+#[derive(Clone)]
+pub struct SessionEntry {
+    pub actor: ActorRef<SessionMsg>,
+    pub user: Arc<str>,
+}
+
+/// Why emulation commands were not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmulationError {
+    #[error("session not found")]
+    UnknownSession,
+    #[error("encoding differs from the session's")]
+    WrongEncoding,
+    #[error("bad request: {0}")]
+    BadFrame(String),
+    #[error("session busy, retry")]
+    Busy,
+}
+
+/// Sessions of this node.
+pub struct SessionRegistry {
+    sessions: DashMap<Arc<str>, SessionEntry>,
+    users: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Sessions of the HTTP transports by their secret session id, for `/emulation`.
+    emulation: DashMap<Arc<str>, (ActorRef<SessionMsg>, Arc<Inflight>, Encoding)>,
+    /// Session actors alive (connected or not), for shutdown and leak checks.
+    live: DashMap<ractor::ActorId, Arc<Outbox>>,
+    supervisor: ActorRef<()>,
+    /// Cancelled when the node starts stopping: no new session from then on.
+    stopping: CancellationToken,
+    /// The drop-sentinel: each session holds a clone; taken (dropped) by drain.
+    alive: Mutex<Option<mpsc::Sender<()>>>,
+    all_gone: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+impl SessionRegistry {
+    /// Starts the sessions' supervisor.
+    pub async fn start(metrics: Arc<Metrics>, stopping: CancellationToken) -> anyhow::Result<Arc<SessionRegistry>> {
+        let (supervisor, _) = Actor::spawn(None, SessionSupervisor { metrics }, ()).await?;
+        let (alive, all_gone) = mpsc::channel(1);
+        Ok(Arc::new(SessionRegistry {
+            sessions: DashMap::new(),
+            users: DashMap::new(),
+            emulation: DashMap::new(),
+            live: DashMap::new(),
+            supervisor,
+            stopping,
+            alive: Mutex::new(Some(alive)),
+            all_gone: tokio::sync::Mutex::new(all_gone),
+        }))
+    }
+
+    pub(super) fn register(&self, client: Arc<str>, entry: SessionEntry) {
+        self.users.entry(entry.user.clone()).or_default().insert(client.clone());
+        self.sessions.insert(client, entry);
+    }
+
+    pub(super) fn unregister(&self, client: &str, user: &str) {
+        self.sessions.remove(client);
+        self.users.remove_if_mut(user, |_, clients| {
+            clients.remove(client);
+            clients.is_empty()
+        });
+    }
+
+    pub(super) fn stopped(&self, id: ractor::ActorId, emulation_id: Option<&str>) {
+        self.live.remove(&id);
+        if let Some(id) = emulation_id {
+            self.emulation.remove(id);
+        }
+    }
+
+    /// Session actors alive on this node.
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Connected clients on this node.
+    pub fn client_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Distinct users connected to this node.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The connected sessions of `user`, or its one client `client`.
+    pub fn sessions_of(&self, user: &str, client: Option<&str>) -> Vec<SessionEntry> {
+        let clients: Vec<Arc<str>> = match self.users.get(user) {
+            Some(clients) => clients.iter().filter(|c| client.is_none_or(|want| &***c == want)).cloned().collect(),
+            None => Vec::new(),
+        };
+        clients.iter().filter_map(|c| self.sessions.get(c).map(|e| e.value().clone())).collect()
+    }
+
+    /// Subscribes the user's sessions (or one) to `channel` server-side.
+    pub fn subscribe_user(&self, user: &str, channel: Channel, client: Option<&str>) {
+        for entry in self.sessions_of(user, client) {
+            let _ = entry.actor.cast(SessionMsg::ServerSubscribe(channel.clone()));
+        }
+    }
+
+    /// Unsubscribes the user's sessions (or one) from `channel` (code 2000).
+    pub fn unsubscribe_user(&self, user: &str, channel: Channel, client: Option<&str>) {
+        for entry in self.sessions_of(user, client) {
+            let _ = entry.actor.cast(SessionMsg::ServerUnsubscribe(channel.clone()));
+        }
+    }
+
+    /// Disconnects the user's sessions (or one) with `code`.
+    pub fn disconnect_user(&self, user: &str, client: Option<&str>, code: DisconnectCode) {
+        for entry in self.sessions_of(user, client) {
+            let _ = entry.actor.cast(SessionMsg::Disconnect(code));
+        }
+    }
+
+    /// Decodes emulation commands for the local session `id` and hands them
+    /// over, waiting (at most [`EMULATION_WAIT`]) while it has too many frames
+    /// in flight.
+    pub async fn emulate(
+        &self,
+        id: &str,
+        encoding: Encoding,
+        data: &[u8],
+        max_frame_bytes: usize,
+    ) -> Result<(), EmulationError> {
+        let (session, inflight, session_encoding) =
+            self.emulation.get(id).map(|entry| entry.value().clone()).ok_or(EmulationError::UnknownSession)?;
+        if session_encoding != encoding {
+            return Err(EmulationError::WrongEncoding);
+        }
+        let commands = decode_frame::<Command>(encoding, data, max_frame_bytes)
+            .map_err(|e| EmulationError::BadFrame(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + EMULATION_WAIT;
+        while inflight.count() >= MAX_PENDING_FRAMES {
+            if tokio::time::timeout_at(deadline, inflight.drained()).await.is_err() {
+                return Err(EmulationError::Busy);
+            }
+        }
+        session.cast(SessionMsg::Commands(commands, Some(inflight.start()))).map_err(|_| EmulationError::UnknownSession)
+    }
+
+    /// Closes every session's outbox with `code` (queued messages first) and
+    /// waits until every session actor has ended, at most `timeout`. Returns
+    /// the number still alive then.
+    pub async fn drain(&self, code: DisconnectCode, timeout: Duration) -> usize {
+        self.stopping.cancel();
+        drop(self.alive.lock().take());
+        for entry in self.live.iter() {
+            entry.value().close(code);
+        }
+        let mut all_gone = self.all_gone.lock().await;
+        // `None` once the last session dropped its sender.
+        let _ = tokio::time::timeout(timeout, all_gone.recv()).await;
+        self.live.len()
+    }
+
+    /// Stops the sessions' supervisor.
+    pub fn stop_supervisor(&self) {
+        self.supervisor.stop(None);
+    }
+}
+
+/// What sessions and the transports that start them share: handed down, never
+/// the node.
+pub struct SessionContext {
+    pub config: Arc<Config>,
+    pub verifier: TokenVerifier,
+    pub metrics: Arc<Metrics>,
+    pub engine: Arc<Engine>,
+    pub topics: TopicRegistry,
+    pub registry: Arc<SessionRegistry>,
+}
+
+impl SessionContext {
+    /// This node's name (in connect replies and emulation routing).
+    pub fn name(&self) -> &str {
+        &self.config.node_name
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.registry.stopping.is_cancelled()
+    }
+
+    /// Starts a session actor for a new connection whose messages go to
+    /// `outbox`. An HTTP-transport session also gets a secret session id
+    /// under which `/emulation` finds it. Refused while the node stops.
+    pub async fn spawn(
+        self: &Arc<Self>,
+        outbox: Arc<Outbox>,
+        transport: TransportKind,
+        emulation: Option<(Arc<str>, Arc<Inflight>)>,
+    ) -> anyhow::Result<ActorRef<SessionMsg>> {
+        let registry = &self.registry;
+        let Some(alive) = registry.alive.lock().clone() else { anyhow::bail!("node is shutting down") };
+        if self.is_shutting_down() {
+            anyhow::bail!("node is shutting down");
+        }
+        let encoding = outbox.encoding();
+        let emulation_id = emulation.as_ref().map(|(id, _)| id.clone());
+        let args = SessionArgs { ctx: self.clone(), outbox: outbox.clone(), transport, emulation_id, alive };
+        let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.supervisor.get_cell()).await?;
+        self.metrics.session_started(transport.index());
+        registry.live.insert(actor.get_id(), outbox);
+        if let Some((id, inflight)) = emulation {
+            registry.emulation.insert(id, (actor.clone(), inflight, encoding));
+        }
+        Ok(actor)
+    }
+}
+
+/// Supervises session actors: a failing session is counted and logged; its
+/// state's drop already unregistered it and left its channels.
+struct SessionSupervisor {
+    metrics: Arc<Metrics>,
+}
+
+impl Actor for SessionSupervisor {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            Metrics::inc(&self.metrics.session_failures);
+            tracing::error!(actor = %cell.get_id(), %error, "session failed");
+        }
+        Ok(())
+    }
+}
