@@ -9,6 +9,7 @@
 #   build       cargo build --workspace --bins --tests   (debug)
 #   fmt         cargo fmt --all -- --check               (rustfmt.toml's style)
 #   clippy      cargo clippy --workspace --all-targets -- -D warnings
+#   layering    scripts/check-layering.py                (no import cycle, dependency directions)
 #   rust-tests  cargo test --workspace                   (unit + integration tests)
 #   npm         npm ci in hub/tests/sdk, when node_modules is missing or stale
 #   sdk-tests   node --test hub/tests/sdk/*.test.mjs     (the centrifuge SDK against the hub)
@@ -107,6 +108,7 @@ check_tools() {
       rustup component add "$component" || { echo "install it: rustup component add $component" >&2; return 1; }
     fi
   done
+  command -v python3 >/dev/null || { echo "python3 not found: install it with the OS package manager" >&2; return 1; }
   command -v node >/dev/null || { echo "node not found: install Node.js >= 20" >&2; return 1; }
   command -v npm >/dev/null || { echo "npm not found: install Node.js >= 20 with npm" >&2; return 1; }
   local major
@@ -132,6 +134,10 @@ fmt_check() {
 
 clippy_check() {
   cargo clippy --workspace --all-targets -- -D warnings
+}
+
+layering_check() {
+  python3 "$ROOT/scripts/check-layering.py" "$ROOT/hub/src"
 }
 
 # npm ci when node_modules is missing or was installed from another lock file.
@@ -173,6 +179,7 @@ main() {
   if [[ $STEP_RC -ne 0 ]]; then
     skip_step fmt "build failed"
     skip_step clippy "build failed"
+    skip_step layering "build failed"
     skip_step rust-tests "build failed"
     skip_step npm "build failed"
     skip_step sdk-tests "build failed"
@@ -181,6 +188,7 @@ main() {
   fi
   run_step fmt fmt_check
   run_step clippy clippy_check
+  run_step layering layering_check
   run_step rust-tests rust_tests
   run_step npm npm_install
   if [[ $STEP_RC -eq 0 ]]; then

@@ -966,3 +966,226 @@ async fn heartbeat_loop(cluster: Arc<Cluster>, events: Arc<dyn BrokerEvents>) {
         let _ = cluster.send(&broadcast, "", &heartbeat, None).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The node queue's message handling and request correlation, without
+    //! RabbitMQ: envelopes go through `handle_node_envelope` with a fake
+    //! `BrokerEvents` that records what the node would have been told.
+
+    use std::sync::Mutex as StdMutex;
+
+    use protocol::proto::Publication;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorded {
+        publications: Vec<(String, String, u64)>,
+        pushes: Vec<Push>,
+        commands: Vec<UserCommand>,
+        emulations: Vec<(String, Vec<u8>, bool)>,
+    }
+
+    #[derive(Default)]
+    struct FakeEvents(StdMutex<Recorded>);
+
+    impl FakeEvents {
+        fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+            self.0.lock().expect("not poisoned")
+        }
+    }
+
+    fn info(client: &str) -> ClientInfo {
+        ClientInfo { user: "u".into(), client: client.into(), ..Default::default() }
+    }
+
+    fn node_info(uid: &str) -> NodeInfo {
+        NodeInfo {
+            uid: uid.into(),
+            name: format!("node-{uid}"),
+            version: "test".into(),
+            num_clients: 0,
+            num_users: 0,
+            num_channels: 0,
+            num_subs: 0,
+            uptime: 0,
+        }
+    }
+
+    impl BrokerEvents for FakeEvents {
+        fn publication(&self, channel: &str, epoch: String, publication: Publication) {
+            self.recorded().publications.push((channel.into(), epoch, publication.offset));
+        }
+        fn push(&self, _channel: &str, push: Push) {
+            self.recorded().pushes.push(push);
+        }
+        fn user_command(&self, command: UserCommand) {
+            self.recorded().commands.push(command);
+        }
+        fn presence(&self, channel: String) -> BoxFuture<'static, Vec<ClientInfo>> {
+            async move {
+                if channel == "chat:a" {
+                    vec![info("c1"), info("c2")]
+                } else {
+                    Vec::new()
+                }
+            }
+            .boxed()
+        }
+        fn channels(&self) -> BoxFuture<'static, BTreeMap<String, u32>> {
+            async { BTreeMap::from([("chat:a".to_string(), 2)]) }.boxed()
+        }
+        fn info(&self) -> NodeInfo {
+            node_info("me")
+        }
+        fn emulation(&self, session: String, data: Vec<u8>, protobuf: bool) -> BoxFuture<'static, bool> {
+            let known = session == "s1";
+            self.recorded().emulations.push((session, data, protobuf));
+            async move { known }.boxed()
+        }
+    }
+
+    fn wire(offset: u64) -> WirePublication {
+        WirePublication { offset, data: b"{}".to_vec(), info: None, tags: BTreeMap::new() }
+    }
+
+    #[tokio::test]
+    async fn deliveries_joins_leaves_and_user_commands_reach_the_handler() {
+        let members = Membership::new("me".into());
+        let events = FakeEvents::default();
+        let deliver = Envelope::Deliver { channel: "news".into(), epoch: "E".into(), publication: wire(7) };
+        assert_eq!(handle_node_envelope(&members, &events, deliver, None).await, None);
+        let join = Envelope::Join { channel: "chat:a".into(), info: (&info("c1")).into() };
+        assert_eq!(handle_node_envelope(&members, &events, join, None).await, None);
+        let leave = Envelope::Leave { channel: "chat:a".into(), info: (&info("c1")).into() };
+        assert_eq!(handle_node_envelope(&members, &events, leave, None).await, None);
+        let disconnect =
+            Envelope::DisconnectUser { user: "u".into(), client: None, code: 3503, reason: "ignored".into() };
+        handle_node_envelope(&members, &events, disconnect, None).await;
+        let custom =
+            Envelope::DisconnectUser { user: "u".into(), client: Some("c".into()), code: 4001, reason: "".into() };
+        handle_node_envelope(&members, &events, custom, None).await;
+        let subscribe = Envelope::SubscribeUser { user: "u".into(), channel: "news".into(), client: None };
+        handle_node_envelope(&members, &events, subscribe, None).await;
+
+        let recorded = events.recorded();
+        assert_eq!(recorded.publications, vec![("news".to_string(), "E".to_string(), 7)]);
+        assert_eq!(recorded.pushes.len(), 2);
+        assert_eq!(recorded.pushes[0].channel, "chat:a");
+        assert_eq!(
+            recorded.pushes[0].join.as_ref().and_then(|j| j.info.as_ref()).map(|i| i.client.as_str()),
+            Some("c1")
+        );
+        assert!(recorded.pushes[1].leave.is_some() && recorded.pushes[1].join.is_none());
+        assert_eq!(
+            recorded.commands,
+            vec![
+                UserCommand::Disconnect { user: "u".into(), client: None, code: codes::FORCE_NO_RECONNECT },
+                UserCommand::Disconnect {
+                    user: "u".into(),
+                    client: Some("c".into()),
+                    code: codes::DisconnectCode { code: 4001, reason: "force reconnect" },
+                },
+                UserCommand::Subscribe { user: "u".into(), channel: "news".into(), client: None },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn queries_are_answered_from_the_handler_and_owner_requests_ignored() {
+        let members = Membership::new("me".into());
+        let events = FakeEvents::default();
+        let presence =
+            handle_node_envelope(&members, &events, Envelope::PresenceQuery { channel: "chat:a".into() }, Some(1));
+        let Some(Reply::Presence(list)) = presence.await else { panic!("a presence answer") };
+        assert_eq!(list.iter().map(|i| i.client.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
+        let channels = handle_node_envelope(&members, &events, Envelope::ChannelsQuery, Some(2)).await;
+        assert_eq!(channels, Some(Reply::Channels(vec![("chat:a".into(), 2)])));
+        let known = Envelope::Emulation { session: "s1".into(), protobuf: true, data: vec![1, 2] };
+        assert_eq!(handle_node_envelope(&members, &events, known, Some(3)).await, Some(Reply::Emulation(true)));
+        let unknown = Envelope::Emulation { session: "nope".into(), protobuf: false, data: vec![] };
+        assert_eq!(handle_node_envelope(&members, &events, unknown, Some(4)).await, Some(Reply::Emulation(false)));
+        assert_eq!(events.recorded().emulations[0], ("s1".to_string(), vec![1, 2], true));
+        for owner_request in [Envelope::Sync, Envelope::HistoryRemove] {
+            assert_eq!(handle_node_envelope(&members, &events, owner_request, Some(5)).await, None);
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_reach_their_request_by_correlation_id() {
+        let members = Membership::new("me".into());
+        let events = FakeEvents::default();
+        let (first, first_rx) = members.expect_one();
+        let (second, second_rx) = members.expect_one();
+        assert_ne!(first, second);
+        // Out of order, and one for a request nobody waits for any more.
+        let done = |id| handle_node_envelope(&members, &events, Envelope::Reply(Reply::Done), Some(id));
+        handle_node_envelope(
+            &members,
+            &events,
+            Envelope::Reply(Reply::Published { offset: 2, epoch: "E".into() }),
+            Some(second),
+        )
+        .await;
+        done(999).await;
+        handle_node_envelope(
+            &members,
+            &events,
+            Envelope::Reply(Reply::Error(102, "unknown channel".into())),
+            Some(first),
+        )
+        .await;
+        assert_eq!(second_rx.await.ok(), Some(Reply::Published { offset: 2, epoch: "E".into() }));
+        assert_eq!(first_rx.await.ok(), Some(Reply::Error(102, "unknown channel".into())));
+        assert!(members.pending.is_empty(), "one-answer requests are done with their answer");
+
+        // A gathering query takes every answer until its caller forgets it.
+        let (query, mut answers) = members.expect_many(3);
+        for n in 0..2u32 {
+            handle_node_envelope(
+                &members,
+                &events,
+                Envelope::Reply(Reply::Channels(vec![("a".into(), n)])),
+                Some(query),
+            )
+            .await;
+        }
+        assert_eq!(answers.recv().await, Some(Reply::Channels(vec![("a".into(), 0)])));
+        assert_eq!(answers.recv().await, Some(Reply::Channels(vec![("a".into(), 1)])));
+        members.forget(query);
+        done(query).await;
+        assert_eq!(answers.recv().await, None, "nothing after the caller stopped waiting");
+    }
+
+    #[test]
+    fn heartbeats_make_nodes_live_until_they_expire_or_leave() {
+        let members = Membership::new("me".into());
+        let start = Instant::now();
+        members.heard(node_info("me"), start);
+        members.heard(node_info("a"), start);
+        members.heard(node_info("b"), start);
+        let uids = |list: Vec<NodeInfo>| {
+            let mut uids: Vec<String> = list.into_iter().map(|n| n.uid).collect();
+            uids.sort();
+            uids
+        };
+        assert_eq!(uids(members.live(start)), ["a", "b"], "this node's own heartbeat is not counted");
+        members.left("a");
+        assert_eq!(uids(members.live(start)), ["b"]);
+        members.heard(node_info("c"), start + NODE_EXPIRY / 2);
+        assert_eq!(uids(members.live(start + NODE_EXPIRY)), ["c"], "b expired, c heard later");
+    }
+
+    #[test]
+    fn user_commands_travel_as_their_envelopes() {
+        let command = UserCommand::Disconnect { user: "u".into(), client: None, code: codes::FORCE_RECONNECT };
+        assert_eq!(
+            user_envelope(command),
+            Envelope::DisconnectUser { user: "u".into(), client: None, code: 3011, reason: "force reconnect".into() }
+        );
+        for code in [3503, 3011, 3001, 3500] {
+            assert_eq!(disconnect_code(code).code, code);
+        }
+    }
+}
