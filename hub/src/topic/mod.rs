@@ -11,9 +11,11 @@
 //! never sees a live publication ahead of its subscribe reply, and publications
 //! reach each subscriber in offset order.
 //!
-//! The state lives in a [`TopicState`] shared with the [`registry`]'s
-//! supervisor, so that a topic actor that fails can be restarted with its
-//! stream intact; its subscribers are told to resubscribe (2500) and recover.
+//! The actor is the one owner of its [`TopicState`]. A bug that panics while
+//! it handles a message does not take the channel down: the panic is caught,
+//! counted (`topic_restarts`), and the topic goes on with its stream intact
+//! (same epoch, same offsets), while its subscribers are told that they lost
+//! the channel (they resubscribe with 2500 and recover what they missed).
 
 pub(crate) mod history;
 pub mod registry;
@@ -24,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use parking_lot::Mutex;
 use protocol::codec;
 use protocol::codes::{self, ErrorCode};
 use protocol::proto::{self, ClientInfo, Publication, Push, Reply};
@@ -184,7 +185,7 @@ const MAX_PREDECESSORS: usize = 4;
 /// Deliveries kept while a sync is under way; past this the sync restarts.
 const MAX_SYNC_BUFFER: usize = 10_000;
 
-/// A channel's state; shared with the supervisor so it survives a restart.
+/// A channel's state, owned by its topic actor.
 pub struct TopicState {
     channel: Channel,
     options: ChannelOptions,
@@ -241,12 +242,12 @@ pub struct TopicContext {
 pub struct TopicActor;
 
 pub struct TopicArgs {
-    pub state: Arc<Mutex<TopicState>>,
+    pub state: TopicState,
     pub context: TopicContext,
 }
 
 pub struct TopicActorState {
-    shared: Arc<Mutex<TopicState>>,
+    state: TopicState,
     context: TopicContext,
 }
 
@@ -258,17 +259,13 @@ impl Actor for TopicActor {
     async fn pre_start(
         &self,
         myself: ActorRef<TopicMsg>,
-        args: TopicArgs,
+        mut args: TopicArgs,
     ) -> Result<TopicActorState, ActorProcessingErr> {
-        let idle = {
-            let mut state = args.state.lock();
-            state.idle_check_pending = state.subscribers.is_empty();
-            state.idle_check_pending
-        };
-        if idle {
+        args.state.idle_check_pending = args.state.subscribers.is_empty();
+        if args.state.idle_check_pending {
             myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
         }
-        Ok(TopicActorState { shared: args.state, context: args.context })
+        Ok(TopicActorState { state: args.state, context: args.context })
     }
 
     async fn handle(
@@ -277,104 +274,130 @@ impl Actor for TopicActor {
         message: TopicMsg,
         actor: &mut TopicActorState,
     ) -> Result<(), ActorProcessingErr> {
-        let context = &actor.context;
-        let mut state = actor.shared.lock();
-        let now = Instant::now();
-        match message {
-            TopicMsg::Subscribe(args, reply) => {
-                let retiring = state.retiring;
-                let waiting = match state.replica.as_mut() {
-                    Some(replica) if !replica.synced && !retiring => {
-                        replica.pending.push((*args, reply));
-                        start_sync(&mut state, &myself, context);
-                        None
-                    }
-                    _ => Some((args, reply)),
-                };
-                if let Some((args, reply)) = waiting {
-                    let result = subscribe(&mut state, *args, now, context);
-                    let _ = reply.send(result);
-                }
-            }
-            TopicMsg::Deliver(epoch, publication) => deliver(&mut state, &myself, epoch, *publication, now, context),
-            TopicMsg::Remote(push) => broadcast(&mut state, *push, context),
-            TopicMsg::Synced(result) => synced(&mut state, &myself, result, now, context),
-            TopicMsg::Unsubscribe(client, reply) => {
-                if let Some(subscriber) = state.subscribers.remove(&client) {
-                    leave(&mut state, &subscriber, context);
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.send(());
-                }
-            }
-            TopicMsg::Publish(args, reply) => {
-                let result = if state.retiring {
-                    Err(TopicError::Retiring)
-                } else if state.replica.is_some() {
-                    // Cluster mode publishes through the channel's owner, never here.
-                    Err(TopicError::Code(codes::INTERNAL))
-                } else {
-                    Ok(publish(&mut state, *args, now, context))
-                };
-                let _ = reply.send(result);
-            }
-            TopicMsg::Presence(reply) => {
-                let result = refuse_if(&state, !state.options.presence)
-                    .map(|()| state.subscribers.values().map(|s| (s.client.to_string(), s.info())).collect());
-                let _ = reply.send(result);
-            }
-            TopicMsg::PresenceStats(reply) => {
-                let result = refuse_if(&state, !state.options.presence).map(|()| {
-                    let users: HashSet<&str> = state.subscribers.values().map(|s| &*s.user).collect();
-                    (state.subscribers.len() as u32, users.len() as u32)
-                });
-                let _ = reply.send(result);
-            }
-            TopicMsg::History(query, reply) => {
-                let result = refuse_if(&state, !state.stream.enabled())
-                    .and_then(|()| state.stream.page(&query, now).map_err(TopicError::Code));
-                let _ = reply.send(result);
-            }
-            TopicMsg::HistoryRemove(reply) => {
-                let result = refuse_if(&state, !state.stream.enabled()).map(|()| state.stream.clear());
-                let _ = reply.send(result);
-            }
-            TopicMsg::Count(reply) => {
-                let _ = reply.send(state.subscribers.len());
-            }
-            TopicMsg::IdleCheck => {
-                state.idle_check_pending = false;
-                if !state.subscribers.is_empty() || state.retiring {
-                    return Ok(());
-                }
-                let window = context.idempotency_window;
-                state.idempotency.retain(|_, (at, _)| now.duration_since(*at) < window);
-                // A replica keeps nothing the owner does not have.
-                let stream_done = state.replica.is_some() || !state.stream.enabled() || state.stream.expired(now);
-                if stream_done && state.idempotency.is_empty() {
-                    state.retiring = true;
-                    let id = myself.get_id();
-                    context.registry.remove_if(state.channel.as_str(), |_, topic| topic.get_id() == id);
-                    drop(state);
-                    // Closes the mailbox to new messages; those already queued are
-                    // answered `Retiring`, so their senders look the channel up again.
-                    let _ = myself.drain();
-                } else {
-                    state.idle_check_pending = true;
-                    myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
-                }
-                return Ok(());
-            }
-            TopicMsg::InjectPanic => {
-                drop(state);
-                panic!("injected topic failure (test hook)");
-            }
-        }
-        if state.subscribers.is_empty() && !state.idle_check_pending && !state.retiring {
-            state.idle_check_pending = true;
-            myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
+        let TopicActorState { state, context } = actor;
+        // Handling is synchronous (a topic never awaits): a panic is caught here
+        // and the topic goes on with its state (see the module docs).
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle_message(&myself, message, state, context)));
+        if let Err(panic) = handled {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            recover_from_panic(&myself, state, context, &reason);
         }
         Ok(())
+    }
+}
+
+/// After a panic: count it, tell every subscriber it lost the channel (they
+/// resubscribe and recover), and go on with the stream as it is.
+fn recover_from_panic(myself: &ActorRef<TopicMsg>, state: &mut TopicState, context: &TopicContext, reason: &str) {
+    Metrics::inc(&context.metrics.topic_restarts);
+    let orphans = state.take_subscribers();
+    tracing::error!(channel = %state.channel, %reason, subscribers = orphans.len(), "topic failed; it goes on with its stream");
+    for subscriber in orphans {
+        subscriber.lost.channel_lost(state.channel.clone());
+    }
+    if !state.idle_check_pending && !state.retiring {
+        state.idle_check_pending = true;
+        myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
+    }
+}
+
+/// Handles one message (the body of the actor's `handle`, synchronous).
+fn handle_message(myself: &ActorRef<TopicMsg>, message: TopicMsg, state: &mut TopicState, context: &TopicContext) {
+    let now = Instant::now();
+    match message {
+        TopicMsg::Subscribe(args, reply) => {
+            let retiring = state.retiring;
+            let waiting = match state.replica.as_mut() {
+                Some(replica) if !replica.synced && !retiring => {
+                    replica.pending.push((*args, reply));
+                    start_sync(state, myself, context);
+                    None
+                }
+                _ => Some((args, reply)),
+            };
+            if let Some((args, reply)) = waiting {
+                let result = subscribe(state, *args, now, context);
+                let _ = reply.send(result);
+            }
+        }
+        TopicMsg::Deliver(epoch, publication) => deliver(state, myself, epoch, *publication, now, context),
+        TopicMsg::Remote(push) => broadcast(state, *push, context),
+        TopicMsg::Synced(result) => synced(state, myself, result, now, context),
+        TopicMsg::Unsubscribe(client, reply) => {
+            if let Some(subscriber) = state.subscribers.remove(&client) {
+                leave(state, &subscriber, context);
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(());
+            }
+        }
+        TopicMsg::Publish(args, reply) => {
+            let result = if state.retiring {
+                Err(TopicError::Retiring)
+            } else if state.replica.is_some() {
+                // Cluster mode publishes through the channel's owner, never here.
+                Err(TopicError::Code(codes::INTERNAL))
+            } else {
+                Ok(publish(state, *args, now, context))
+            };
+            let _ = reply.send(result);
+        }
+        TopicMsg::Presence(reply) => {
+            let result = refuse_if(state, !state.options.presence)
+                .map(|()| state.subscribers.values().map(|s| (s.client.to_string(), s.info())).collect());
+            let _ = reply.send(result);
+        }
+        TopicMsg::PresenceStats(reply) => {
+            let result = refuse_if(state, !state.options.presence).map(|()| {
+                let users: HashSet<&str> = state.subscribers.values().map(|s| &*s.user).collect();
+                (state.subscribers.len() as u32, users.len() as u32)
+            });
+            let _ = reply.send(result);
+        }
+        TopicMsg::History(query, reply) => {
+            let result = refuse_if(state, !state.stream.enabled())
+                .and_then(|()| state.stream.page(&query, now).map_err(TopicError::Code));
+            let _ = reply.send(result);
+        }
+        TopicMsg::HistoryRemove(reply) => {
+            let result = refuse_if(state, !state.stream.enabled()).map(|()| state.stream.clear());
+            let _ = reply.send(result);
+        }
+        TopicMsg::Count(reply) => {
+            let _ = reply.send(state.subscribers.len());
+        }
+        TopicMsg::IdleCheck => {
+            state.idle_check_pending = false;
+            if !state.subscribers.is_empty() || state.retiring {
+                return;
+            }
+            let window = context.idempotency_window;
+            state.idempotency.retain(|_, (at, _)| now.duration_since(*at) < window);
+            // A replica keeps nothing the owner does not have.
+            let stream_done = state.replica.is_some() || !state.stream.enabled() || state.stream.expired(now);
+            if stream_done && state.idempotency.is_empty() {
+                state.retiring = true;
+                let id = myself.get_id();
+                context.registry.remove_if(state.channel.as_str(), |_, topic| topic.get_id() == id);
+                // Closes the mailbox to new messages; those already queued are
+                // answered `Retiring`, so their senders look the channel up again.
+                let _ = myself.drain();
+            } else {
+                state.idle_check_pending = true;
+                myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
+            }
+            return;
+        }
+        TopicMsg::InjectPanic => panic!("injected topic failure (test hook)"),
+    }
+    if state.subscribers.is_empty() && !state.idle_check_pending && !state.retiring {
+        state.idle_check_pending = true;
+        myself.send_after(IDLE_CHECK, || TopicMsg::IdleCheck);
     }
 }
 

@@ -1,24 +1,21 @@
 //! The topic registry and the supervisor of topic actors.
 //!
 //! Lookups take the fast path through a `DashMap` (no guard is held across an
-//! await); a miss asks the supervisor, which creates the topic once. The
-//! supervisor restarts a topic actor that fails: the new actor gets the same
-//! state (stream and epoch intact), and the former subscribers are told to
-//! resubscribe with unsubscribe code 2500, so they recover what they missed.
+//! await); a miss asks the supervisor, which creates the topic once. A topic
+//! survives a panic of its own handling (see [`super`]); the supervisor only
+//! forgets a topic actor that ended some other way.
 //!
 //! A topic that retires removes itself from the map and drains its mailbox,
 //! answering `Retiring`; [`TopicRegistry::call`] then looks the channel up
 //! again, so no request is lost to a retiring topic.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use parking_lot::Mutex;
 use protocol::codes::{self, ErrorCode};
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
 
 use super::{Replication, TopicActor, TopicArgs, TopicContext, TopicError, TopicMsg, TopicState};
 use crate::channel::Channel;
@@ -136,10 +133,6 @@ struct TopicSupervisor;
 
 struct SupervisorState {
     context: TopicContext,
-    children: HashMap<ActorId, Arc<Mutex<TopicState>>>,
-    /// The newest child of each channel (an index into `children`, so that
-    /// finding a channel's child does not scan them all).
-    by_channel: HashMap<Channel, ActorId>,
 }
 
 impl Actor for TopicSupervisor {
@@ -152,7 +145,7 @@ impl Actor for TopicSupervisor {
         _: ActorRef<SupervisorMsg>,
         context: TopicContext,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        Ok(SupervisorState { context, children: HashMap::new(), by_channel: HashMap::new() })
+        Ok(SupervisorState { context })
     }
 
     async fn handle(
@@ -164,20 +157,12 @@ impl Actor for TopicSupervisor {
         match message {
             SupervisorMsg::GetOrSpawn(channel, options, reply) => {
                 let live = state.context.registry.get(channel.as_str()).map(|t| t.value().clone());
-                let failed = if live.is_none() { failed_child(state, &channel) } else { None };
-                let result = match (live, failed) {
-                    (Some(topic), _) => Ok(topic),
-                    // The channel's actor failed and a caller, finding its
-                    // mailbox closed, forgot it before this supervisor got the
-                    // failure event. Restart it now with its state: a fresh state
-                    // here would start a second stream (a new epoch) and the
-                    // publications made on it would be lost once the failure
-                    // event restarted the first one.
-                    (None, Some((id, shared))) => restart(&myself, state, id, shared, "mailbox closed").await,
-                    (None, None) => {
+                let result = match live {
+                    Some(topic) => Ok(topic),
+                    None => {
                         let cluster_mode = state.context.replication.is_some();
-                        let shared = Arc::new(Mutex::new(TopicState::new(channel.clone(), options, cluster_mode)));
-                        spawn_topic(&myself, state, channel, shared).await
+                        let topic = TopicState::new(channel.clone(), options, cluster_mode);
+                        spawn_topic(&myself, state, channel, topic).await
                     }
                 };
                 let _ = reply.send(result);
@@ -188,82 +173,30 @@ impl Actor for TopicSupervisor {
 
     async fn handle_supervisor_evt(
         &self,
-        myself: ActorRef<SupervisorMsg>,
+        _: ActorRef<SupervisorMsg>,
         event: SupervisionEvent,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                let id = cell.get_id();
-                if let Some(shared) = state.children.remove(&id) {
-                    let channel = shared.lock().channel.clone();
-                    if state.by_channel.get(&channel) == Some(&id) {
-                        state.by_channel.remove(&channel);
-                    }
-                }
-            }
-            SupervisionEvent::ActorFailed(cell, error) => {
-                // None when `GetOrSpawn` already restarted it (see there).
-                let Some(shared) = state.children.get(&cell.get_id()).cloned() else { return Ok(()) };
-                let _ = restart(&myself, state, cell.get_id(), shared, &error.to_string()).await;
-            }
-            _ => {}
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            // Not a panic while handling a message (the topic survives those):
+            // its state is gone; callers create the channel anew.
+            let id = cell.get_id();
+            tracing::error!(%error, "a topic actor failed outside its message handling");
+            state.context.registry.retain(|_, topic| topic.get_id() != id);
         }
         Ok(())
     }
-}
-
-/// The child holding `channel`'s state whose actor is gone: a child that is
-/// not retiring is in the map unless a caller forgot it after finding its
-/// mailbox closed, that is after it failed.
-fn failed_child(state: &SupervisorState, channel: &Channel) -> Option<(ActorId, Arc<Mutex<TopicState>>)> {
-    let id = state.by_channel.get(channel)?;
-    let shared = state.children.get(id)?;
-    let retiring = shared.lock().retiring;
-    (!retiring).then(|| (*id, shared.clone()))
-}
-
-/// Restarts the failed child `id` on its state (stream and epoch intact) and
-/// tells its former subscribers to resubscribe (2500). Runs once per failure:
-/// the child is taken out of `children` first.
-async fn restart(
-    myself: &ActorRef<SupervisorMsg>,
-    state: &mut SupervisorState,
-    id: ActorId,
-    shared: Arc<Mutex<TopicState>>,
-    error: &str,
-) -> Result<ActorRef<TopicMsg>, ErrorCode> {
-    state.children.remove(&id);
-    Metrics::inc(&state.context.metrics.topic_restarts);
-    let (channel, orphans) = {
-        let mut topic = shared.lock();
-        topic.retiring = false;
-        topic.idle_check_pending = false;
-        (topic.channel.clone(), topic.take_subscribers())
-    };
-    tracing::error!(%channel, %error, subscribers = orphans.len(), "topic failed; restarting it");
-    state.context.registry.remove_if(channel.as_str(), |_, topic| topic.get_id() == id);
-    let result = spawn_topic(myself, state, channel.clone(), shared).await;
-    if let Err(code) = &result {
-        tracing::error!(%channel, ?code, "topic restart failed");
-    }
-    for subscriber in orphans {
-        subscriber.lost.channel_lost(channel.clone());
-    }
-    result
 }
 
 async fn spawn_topic(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     channel: Channel,
-    shared: Arc<Mutex<TopicState>>,
+    topic: TopicState,
 ) -> Result<ActorRef<TopicMsg>, ErrorCode> {
-    let args = TopicArgs { state: shared.clone(), context: state.context.clone() };
+    let args = TopicArgs { state: topic, context: state.context.clone() };
     match Actor::spawn_linked(None, TopicActor, args, myself.get_cell()).await {
         Ok((topic, _)) => {
-            state.children.insert(topic.get_id(), shared);
-            state.by_channel.insert(channel.clone(), topic.get_id());
             state.context.registry.insert(channel.shared(), topic.clone());
             Ok(topic)
         }
