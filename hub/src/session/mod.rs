@@ -391,3 +391,6 @@ mod tests {
         assert_eq!(ttl_until(0), 0);
     }
 }
+
+#[cfg(test)]
+mod paused;
