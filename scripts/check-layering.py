@@ -2,8 +2,9 @@
 """Checks the direction of dependencies among the hub crate's top-level modules.
 
 Reads the `crate::<module>` paths of hub/src (test code left out: files named
-tests.rs, files under a tests/ folder, and everything from a file's first
-`#[cfg(test)]` on; comments left out), then fails when
+tests.rs, files under a tests/ folder, modules declared `#[cfg(test)] mod x;`,
+and everything from a file's first `#[cfg(test)]` on; comments left out), then
+fails when
   - the modules import each other in a cycle, or
   - a module imports one that docs/ARCHITECTURE.md ("Direction of
     dependencies") says it must not (FORBIDDEN below).
@@ -27,13 +28,36 @@ FORBIDDEN = {
 }
 
 
+def test_only_files(root):
+    """Files of modules declared `#[cfg(test)] mod name;` (and what is below them)."""
+    skipped = set()
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".rs"):
+                continue
+            path = os.path.join(folder, name)
+            with open(path, encoding="utf-8") as f:
+                declared = re.findall(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", f.read())
+            # A child of lib.rs/main.rs/mod.rs lives beside it; of foo.rs, in foo/.
+            base = folder if name in ("lib.rs", "main.rs", "mod.rs") else os.path.join(folder, name[:-3])
+            for module in declared:
+                skipped.add(os.path.normpath(os.path.join(base, module + ".rs")))
+                skipped.add(os.path.normpath(os.path.join(base, module)))
+    return skipped
+
+
 def module_sources(root):
     sources = {}
+    skipped = test_only_files(root)
     for folder, _, files in os.walk(root):
+        if any(os.path.normpath(folder).startswith(s + os.sep) or os.path.normpath(folder) == s for s in skipped):
+            continue
         for name in files:
             if not name.endswith(".rs") or name == "tests.rs":
                 continue
             path = os.path.join(folder, name)
+            if os.path.normpath(path) in skipped:
+                continue
             relative = os.path.relpath(path, root)
             parts = relative.split(os.sep)
             if "tests" in parts[:-1]:
