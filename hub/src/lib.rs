@@ -1,40 +1,41 @@
 //! hub: a real-time messaging hub speaking the Centrifugo client protocol v2.
 //!
-//! The parts (see docs/ARCHITECTURE.md for the vocabulary and who waits on whom):
-//! - [`config`], [`auth`]: configuration layering and JWT verification.
-//! - [`channel`]: channel names and their namespace options.
-//! - [`outbox`]: the bounded per-session queue of encoded messages that every
+//! The parts (see docs/ARCHITECTURE.md for the vocabulary, the direction of
+//! dependencies and who waits on whom). Public, for the binary and the
+//! integration tests: [`config`], [`auth`], [`metrics`], [`topic`] (the
+//! publication and history types), [`node`] and [`server`]. Private to the
+//! crate:
+//! - `channel`: channel names and their namespace options.
+//! - `outbox`: the bounded per-session queue of encoded messages that every
 //!   transport drains; a full outbox disconnects its session with 3008 "slow".
-//! - [`limits`]: the size rules that keep every accepted publication and every
+//! - `limits`: the size rules that keep every accepted publication and every
 //!   reply deliverable to a client.
-//! - [`session`]: one actor per client connection: the protocol state machine
-//!   (connect, subscribe, publish, ...), heartbeats, expiry.
-//! - [`topic`]: one actor per channel: subscribers, fan-out, history, presence,
-//!   recovery; and the supervisor that restarts a failed channel.
-//! - [`engine`]: the channel operations the server API and sessions share.
-//! - [`node`]: the process-wide state the others share: registries of sessions,
-//!   users and topics, metrics, and the operations of the server API.
-//! - [`transport`]: WebSocket (and later SSE/HTTP-stream): frames in, frames out.
-//! - [`api`]: the server HTTP API (`POST /api/<method>`).
-//! - [`http_error`]: one JSON shape for every HTTP refusal.
-//! - [`server`]: assembles the HTTP app, runs it, shuts it down gracefully.
+//! - `session`: one actor per client connection: the protocol state machine
+//!   (connect, subscribe, publish, ...), heartbeats, expiry; the session
+//!   registry and what sessions share.
+//! - `engine`: the channel operations the server API and sessions share.
+//! - `broker`: memory (one process) or AMQP (a cluster): where channels are
+//!   sequenced, and what arrives from other nodes.
+//! - `transport`: WebSocket, SSE, HTTP-stream, uni_sse: frames in, frames out.
+//! - `api`: the server HTTP API (`POST /api/<method>`).
+//! - `cors`, `http_error`: origin policy, one JSON shape for every refusal.
 
-pub mod api;
+mod api;
 pub mod auth;
-pub mod broker;
-pub mod channel;
+mod broker;
+mod channel;
 pub mod config;
-pub mod cors;
-pub mod engine;
-pub mod http_error;
-pub mod limits;
+mod cors;
+mod engine;
+mod http_error;
+mod limits;
 pub mod metrics;
 pub mod node;
-pub mod outbox;
+mod outbox;
 pub mod server;
-pub mod session;
+mod session;
 pub mod topic;
-pub mod transport;
+mod transport;
 
 /// Version reported to clients in the connect reply and by `/api/info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -34,7 +34,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-pub use error::{ApiError, ErrorBody};
+pub use error::ApiError;
 pub use methods::Method;
 use methods::{Call, Outcome};
 

@@ -11,4 +11,4 @@ pub mod stream;
 pub mod uni_sse;
 pub mod ws;
 
-pub use crate::session::{Inflight, InflightGuard};
+pub use crate::session::Inflight;
