@@ -17,6 +17,7 @@
 //! - [`transport`]: WebSocket (and later SSE/HTTP-stream): frames in, frames out.
 //! - [`api`]: the server HTTP API (`POST /api/<method>`).
 //! - [`http_error`]: one JSON shape for every HTTP refusal.
+//! - [`request_id`]: one id (`X-Request-ID`) and one `tracing` span per HTTP request.
 //! - [`server`]: assembles the HTTP app, runs it, shuts it down gracefully.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+pub mod request_id;
 pub mod server;
 pub mod session;
 pub mod topic;
