@@ -76,7 +76,8 @@ pub fn head(status: StatusCode, message: impl Display, extra_headers: &str) -> S
     )
 }
 
-/// The middleware (`App::wrap(from_fn(http_error::middleware))`, outermost):
+/// The middleware (`App::wrap(from_fn(http_error::middleware))`, outermost
+/// but for [`crate::request_id::middleware`]):
 /// 503 "shutting down" with `Connection: close` while the node stops, and
 /// the JSON shape for any error answer that is not JSON yet.
 pub async fn middleware(

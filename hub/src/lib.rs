@@ -19,6 +19,7 @@
 //! - `transport`: WebSocket, SSE, HTTP-stream, uni_sse: frames in, frames out.
 //! - `api`: the server HTTP API (`POST /api/<method>`).
 //! - `cors`, `http_error`: origin policy, one JSON shape for every refusal.
+//! - `request_id`: one id (`X-Request-ID`) and one `tracing` span per HTTP request.
 
 mod api;
 pub mod auth;
@@ -32,6 +33,7 @@ mod limits;
 pub mod metrics;
 pub mod node;
 mod outbox;
+mod request_id;
 pub mod server;
 mod session;
 pub mod topic;

@@ -70,6 +70,12 @@ async fn serve(config: Config) -> ExitCode {
 }
 
 /// Logs go to stderr; the filter is RUST_LOG when set, else `config.log_level`.
+///
+/// Each line carries the spans it was logged in, outermost first, with their
+/// fields: `request{id,method,path}` for an HTTP request,
+/// `connection{transport,client,user}` for a client connection. Human lines
+/// prefix the message with them; JSON lines hold them in `"spans"` (a list of
+/// objects with `name` and the fields).
 fn init_tracing(config: &Config) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => {
@@ -84,7 +90,7 @@ fn init_tracing(config: &Config) -> Result<(), String> {
         .with_ansi(std::io::stderr().is_terminal());
     let result = match config.log_format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder.json().with_span_list(true).with_current_span(false).try_init(),
     };
     result.map_err(|e| format!("cannot set up logging: {e}"))
 }

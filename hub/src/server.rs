@@ -117,8 +117,10 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 .app_data(refusals.clone())
                 .app_data(web::PayloadConfig::new(payload_limit))
                 .wrap(actix_web::middleware::from_fn(crate::cors::middleware))
-                // Outermost: the JSON shape of every refusal, 503 while stopping.
+                // The JSON shape of every refusal, 503 while stopping.
                 .wrap(actix_web::middleware::from_fn(crate::http_error::middleware))
+                // Outermost: every request in its span, every answer with its id.
+                .wrap(actix_web::middleware::from_fn(crate::request_id::middleware))
                 .configure(routes);
             let app = match &static_dir {
                 Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),

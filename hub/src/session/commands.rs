@@ -126,6 +126,7 @@ impl Session {
         let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         self.client = Some(client.clone());
         self.user = Arc::from(user);
+        self.span.record("client", &*client).record("user", &*self.user);
         self.conn_info = info;
         self.expires_at = expires_at;
         ctx.registry.register(client.clone(), SessionEntry { actor: self.myself.clone(), user: self.user.clone() });

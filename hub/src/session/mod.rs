@@ -14,6 +14,12 @@
 //! stopping; dropping its state (on a normal stop or a failure alike)
 //! unregisters it and removes it from every channel, so a failing session
 //! never leaves a channel with a dead subscriber.
+//!
+//! Logging: each connection has one span ([`connection_span`]), made by its
+//! transport before the session starts and shared with it. The session handles
+//! every message inside that span and records `client` and `user` on it once
+//! connected, so every line logged for a connection, by the transport or by
+//! the session, carries them.
 
 mod commands;
 mod inflight;
@@ -32,6 +38,7 @@ use protocol::codes::{self, DisconnectCode};
 use protocol::proto::{Command, Reply};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::Rng;
+use tracing::Instrument;
 
 use crate::channel::Channel;
 use crate::metrics::Metrics;
@@ -111,6 +118,20 @@ impl ChannelLost for ActorRef<SessionMsg> {
     }
 }
 
+/// The span of one connection: `transport` (as in metrics: `websocket`, `sse`,
+/// `http_stream`, `uni_sse`) from the start; `client` and `user` are recorded
+/// by the session once connected. A child of the current span: an HTTP
+/// transport's connection is made inside its request's span, so its lines
+/// carry the request id too.
+pub fn connection_span(transport: TransportKind) -> tracing::Span {
+    tracing::info_span!(
+        "connection",
+        transport = transport.label(),
+        client = tracing::field::Empty,
+        user = tracing::field::Empty,
+    )
+}
+
 pub struct SessionArgs {
     pub ctx: Arc<SessionContext>,
     pub outbox: Arc<Outbox>,
@@ -119,6 +140,8 @@ pub struct SessionArgs {
     pub emulation_id: Option<Arc<str>>,
     /// The shutdown drop-sentinel: held for the session's life.
     pub alive: tokio::sync::mpsc::Sender<()>,
+    /// The connection's span ([`connection_span`]).
+    pub span: tracing::Span,
 }
 
 /// One subscription of the session.
@@ -135,6 +158,8 @@ pub struct Session {
     myself: ActorRef<SessionMsg>,
     transport: TransportKind,
     emulation_id: Option<Arc<str>>,
+    /// The connection's span: every message is handled inside it.
+    span: tracing::Span,
     /// Set once connected.
     client: Option<Arc<str>>,
     user: Arc<str>,
@@ -163,6 +188,7 @@ impl Actor for SessionActor {
             myself,
             transport: args.transport,
             emulation_id: args.emulation_id,
+            span: args.span,
             client: None,
             user: Arc::from(""),
             conn_info: Bytes::new(),
@@ -176,6 +202,19 @@ impl Actor for SessionActor {
     }
 
     async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        message: SessionMsg,
+        session: &mut Session,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = session.span.clone();
+        self.handle_in_span(myself, message, session).instrument(span).await
+    }
+}
+
+impl SessionActor {
+    /// [`Actor::handle`], inside the connection's span.
+    async fn handle_in_span(
         &self,
         _: ActorRef<SessionMsg>,
         message: SessionMsg,

@@ -27,7 +27,11 @@ async fn node() -> Arc<Node> {
 /// Starts a session and returns its outbox and actor.
 async fn session(node: &Arc<Node>) -> (Arc<Outbox>, ractor::ActorRef<SessionMsg>) {
     let outbox = Arc::new(Outbox::for_client(Encoding::Json, 1 << 20));
-    let actor = node.sessions.spawn(outbox.clone(), TransportKind::WebSocket, None).await.expect("a session starts");
+    let actor = node
+        .sessions
+        .spawn(outbox.clone(), TransportKind::WebSocket, None, tracing::Span::none())
+        .await
+        .expect("a session starts");
     (outbox, actor)
 }
 
@@ -118,5 +122,8 @@ async fn shutdown_closes_every_session_with_3001_and_waits_for_them() {
     assert_eq!(connected.await.ok(), Some(codes::SHUTDOWN));
     assert_eq!(idle.await.ok(), Some(codes::SHUTDOWN));
     let late = Arc::new(Outbox::for_client(Encoding::Json, 1024));
-    assert!(node.sessions.spawn(late, TransportKind::Sse, None).await.is_err(), "no new session while stopping");
+    assert!(
+        node.sessions.spawn(late, TransportKind::Sse, None, tracing::Span::none()).await.is_err(),
+        "no new session while stopping"
+    );
 }

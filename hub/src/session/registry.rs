@@ -231,11 +231,14 @@ impl SessionContext {
     /// Starts a session actor for a new connection whose messages go to
     /// `outbox`. An HTTP-transport session also gets a secret session id
     /// under which `/emulation` finds it. Refused while the node stops.
+    /// `span` is the connection's ([`super::connection_span`]): the session
+    /// handles every message inside it.
     pub async fn spawn(
         self: &Arc<Self>,
         outbox: Arc<Outbox>,
         transport: TransportKind,
         emulation: Option<(Arc<str>, Arc<Inflight>)>,
+        span: tracing::Span,
     ) -> anyhow::Result<ActorRef<SessionMsg>> {
         let registry = &self.registry;
         let Some(alive) = registry.alive.lock().clone() else { anyhow::bail!("node is shutting down") };
@@ -244,7 +247,7 @@ impl SessionContext {
         }
         let encoding = outbox.encoding();
         let emulation_id = emulation.as_ref().map(|(id, _)| id.clone());
-        let args = SessionArgs { ctx: self.clone(), outbox: outbox.clone(), transport, emulation_id, alive };
+        let args = SessionArgs { ctx: self.clone(), outbox: outbox.clone(), transport, emulation_id, alive, span };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.supervisor.get_cell()).await?;
         self.metrics.session_started(transport.index());
         registry.live.insert(actor.get_id(), outbox);

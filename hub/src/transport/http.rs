@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 use super::stream::{self, Framing};
 use super::Inflight;
 use crate::outbox::Outbox;
-use crate::session::{EmulationError, SessionContext, SessionMsg, TransportKind};
+use crate::session::{connection_span, EmulationError, SessionContext, SessionMsg, TransportKind};
 
 /// Errors of the HTTP transports, each an HTTP status with a JSON body.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,7 @@ async fn start(
     let inflight = Arc::new(Inflight::default());
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let session = ctx
-        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())))
+        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())), connection_span(kind))
         .await
         .map_err(|_| HttpTransportError::Unavailable)?;
     let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));

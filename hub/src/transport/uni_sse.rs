@@ -39,7 +39,7 @@ use protocol::Encoding;
 use super::http::HttpTransportError;
 use super::stream::{disconnect_push, CloseGuard};
 use crate::outbox::{Next, Outbox};
-use crate::session::{SessionContext, SessionMsg, TransportKind};
+use crate::session::{connection_span, SessionContext, SessionMsg, TransportKind};
 
 /// The browser's reconnect delay we ask for, in milliseconds.
 const RETRY_MS: u32 = 1000;
@@ -110,8 +110,10 @@ pub async fn handler(
         connect.subs.keys().chain(token_channels.iter()).filter(|c| !requested.contains_key(*c)).cloned().collect()
     };
     let outbox = Arc::new(Outbox::for_client(Encoding::Json, ctx.config.client_outbox_bytes));
-    let session =
-        ctx.spawn(outbox.clone(), TransportKind::UniSse, None).await.map_err(|_| HttpTransportError::Unavailable)?;
+    let session = ctx
+        .spawn(outbox.clone(), TransportKind::UniSse, None, connection_span(TransportKind::UniSse))
+        .await
+        .map_err(|_| HttpTransportError::Unavailable)?;
     let command = Command { id: 1, connect: Some(connect), ..Default::default() };
     let _ = session.cast(SessionMsg::Commands(vec![command], None));
     let state = UniState {

@@ -10,7 +10,8 @@
 //! publication bytes with one vectored write).
 //!
 //! Each connection gets an outbox, a session actor and one task on the actix
-//! worker that reads and writes:
+//! worker that reads and writes, the task and the actor inside one span
+//! (`session::connection_span`):
 //! - read: each text/binary message (continuations joined, size-limited) is
 //!   decoded into commands and handed to the session as one message; an
 //!   undecodable message or a WebSocket protocol error closes the connection
@@ -44,9 +45,10 @@ use protocol::codes::{self, DisconnectCode};
 use protocol::{Command, Encoding};
 use ractor::ActorRef;
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 use crate::outbox::{Next, Outbox};
-use crate::session::{SessionContext, SessionMsg, TransportKind};
+use crate::session::{connection_span, SessionContext, SessionMsg, TransportKind};
 use crate::transport::Inflight;
 
 /// The path of the WebSocket endpoint.
@@ -121,10 +123,11 @@ async fn upgrade(
         }
     };
     let outbox = Arc::new(Outbox::for_client(encoding, ctx.config.client_outbox_bytes));
-    let session = match ctx.spawn(outbox.clone(), TransportKind::WebSocket, None).await {
+    let span = connection_span(TransportKind::WebSocket);
+    let session = match ctx.spawn(outbox.clone(), TransportKind::WebSocket, None, span.clone()).await {
         Ok(session) => session,
         Err(error) => {
-            tracing::debug!(%error, "no session for a WebSocket");
+            span.in_scope(|| tracing::debug!(%error, "no session for a WebSocket"));
             refuse(&mut io, StatusCode::SERVICE_UNAVAILABLE, "no session could be started").await;
             return Ok(());
         }
@@ -134,7 +137,7 @@ async fn upgrade(
         return Ok(());
     }
     // The dispatcher that called us ends here; the connection goes on in its own task.
-    actix_web::rt::spawn(connection(ctx, io, leftover, outbox, session, encoding));
+    actix_web::rt::spawn(connection(ctx, io, leftover, outbox, session, encoding).instrument(span));
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 //!   the edges of a subscription (`ordering`), slow consumers (`slow`),
 //!   heartbeats (`heartbeat`), tokens (`tokens`), server-side operations
 //!   (`server_side`), shutdown and session leaks (`shutdown`), topic
-//!   retirement (`topics`).
+//!   retirement (`topics`), request ids and log spans (`logging`).
 //!
 //! Tests run on a multi-thread runtime: topic actors run on the runtime that
 //! starts the hub, sessions on the HTTP server's workers.
@@ -37,6 +37,7 @@ mod ws_client;
 mod heartbeat;
 mod http_transports;
 mod limits;
+mod logging;
 mod metrics;
 mod ordering;
 mod protocol_tests;
