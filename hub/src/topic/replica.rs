@@ -7,26 +7,29 @@
 //! decisions about the stream: it replaces it with the owner's at a sync and
 //! appends deliveries with [`Stream::append_at`].
 //!
-//! ```text
-//!            subscribe                     sync Ok (no gap in the buffer)
-//! Unsynced ─────────────> Syncing ──────────────────────────────> Synced
-//!    ^      StartSync      │  ^ │ sync Err: FailPending               │
-//!    │                     │  └─┘ buffer full / gap in the buffer:    │
-//!    │                     │      StartSync again, subscribes kept    │
-//!    └─────────────────────┘                                          │
-//!    └────────────── epoch change or gap: DropSubscribers ────────────┘
-//! ```
+//! | phase | input | action | next phase |
+//! | --- | --- | --- | --- |
+//! | Unsynced | subscribe | `StartSync` | Syncing (it waits) |
+//! | Unsynced | delivery | `Ignore` (no subscriber relies on the copy) | Unsynced |
+//! | Syncing | subscribe | `Wait` | Syncing |
+//! | Syncing | delivery | `Ignore` (buffered); buffer full: `StartSync` again | Syncing |
+//! | Syncing | sync Ok | `Fanout` of the buffered ones after the top, `AnswerPending`; a gap among them: `StartSync` again | Synced (Syncing) |
+//! | Syncing | sync Err | `FailPending` | Unsynced |
+//! | Synced | subscribe | `Subscribe` | Synced |
+//! | Synced | delivery at top + 1 | `Fanout` (appended) | Synced |
+//! | Synced | delivery at or below the top | `Ignore` (a repeat) | Synced |
+//! | Synced | delivery past top + 1, or of a new epoch | `DropSubscribers` (a new epoch: the old one is remembered) | Unsynced |
 //!
 //! Guarantees:
 //! - One sync at a time: a subscribe while syncing waits for the sync in
-//!   flight; a result of a sync that was restarted is ignored ([`SyncId`]).
-//! - Only a synced replica has subscribers: they are added when the copy is
-//!   synced ([`Action::Subscribe`], [`Action::AnswerPending`]), and every way
-//!   out of `Synced` drops them ([`Action::DropSubscribers`]).
+//!   flight; the result of a sync that was restarted is ignored ([`SyncId`]).
+//! - Only a synced replica has subscribers: the topic adds them only when told
+//!   to ([`Action::Subscribe`], [`Action::AnswerPending`]), and every way out of
+//!   `Synced` drops them ([`Action::DropSubscribers`]).
 //! - While synced, the stream is the owner's without a gap: a publication is
-//!   fanned out only after it was appended at the next offset; a repeat (offset
-//!   at or below the top) is dropped silently; a gap or a new epoch drops the
-//!   subscribers (unsubscribe 2500: they resubscribe and recover) and unsyncs.
+//!   fanned out only after it was appended at the next offset; a repeat is
+//!   dropped silently; a gap or a new epoch drops the subscribers (unsubscribe
+//!   2500: they resubscribe and recover) and unsyncs.
 //! - Bounded: at most [`MAX_SYNC_BUFFER`] deliveries are kept while syncing
 //!   (past it the sync restarts) and [`MAX_PREDECESSORS`] replaced epochs.
 
