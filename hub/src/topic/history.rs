@@ -84,24 +84,17 @@ impl Stream {
         self.top
     }
 
-    /// A replica of an owner's stream (cluster mode): the owner's epoch and
-    /// publications; later ones are added with [`Stream::append_at`].
-    pub fn replica(
-        size: usize,
-        ttl: Duration,
-        epoch: String,
-        top: u64,
-        publications: Vec<Publication>,
-        now: Instant,
-    ) -> Self {
-        let mut stream = Stream { epoch, top, size, ttl, items: VecDeque::new(), last_activity: now };
-        for publication in publications {
-            stream.items.push_back((now, publication));
+    /// Becomes a copy of an owner's stream (cluster mode): the owner's epoch,
+    /// top and publications, within this stream's bounds; later ones are added
+    /// with [`Stream::append_at`].
+    pub fn replace(&mut self, epoch: String, top: u64, publications: Vec<Publication>, now: Instant) {
+        self.epoch = epoch;
+        self.top = top;
+        self.last_activity = now;
+        self.items = publications.into_iter().map(|p| (now, p)).collect();
+        while self.items.len() > self.size {
+            self.items.pop_front();
         }
-        while stream.items.len() > stream.size {
-            stream.items.pop_front();
-        }
-        stream
     }
 
     /// Adds a publication sequenced elsewhere; false when it does not follow

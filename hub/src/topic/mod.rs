@@ -16,9 +16,17 @@
 //! counted (`topic_restarts`), and the topic goes on with its stream intact
 //! (same epoch, same offsets), while its subscribers are told that they lost
 //! the channel (they resubscribe with 2500 and recover what they missed).
+//!
+//! Cluster mode: every topic is a replica of its channel's owner. What a
+//! replica does (sync once, buffer meanwhile, drop repeats, drop subscribers at
+//! a gap or a new epoch) is decided by the pure [`replica::Replica`]; the actor
+//! only carries out its [`replica::Action`]s (spawns the sync through
+//! [`Replication`], fans out, answers subscribes, tells subscribers they lost
+//! the channel).
 
 pub(crate) mod history;
 pub mod registry;
+pub(crate) mod replica;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +42,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use history::Stream;
 pub use history::{HistoryPage, HistoryQuery};
+use replica::{Action, Replica, SyncId};
 
 use crate::channel::Channel;
 use crate::config::ChannelOptions;
@@ -158,32 +167,15 @@ pub enum TopicMsg {
     Deliver(String, Box<Publication>),
     /// Cluster mode: a push to fan out as is (join/leave announced by some node).
     Remote(Box<Push>),
-    /// Cluster mode: the owner's stream (epoch, top, publications), to start the replica from.
-    Synced(Result<OwnerStream, ErrorCode>),
+    /// Cluster mode: the result of a sync the replica started: the owner's
+    /// stream (epoch, top, publications), to start the replica from.
+    Synced(SyncId, Result<OwnerStream, ErrorCode>),
     /// Test hook: make this actor fail as a bug would.
     InjectPanic,
 }
 
-/// Cluster mode: this node's copy of a channel owned by some node.
-#[derive(Default)]
-struct Replica {
-    /// Epochs this copy saw replaced by a new owner's (most recent last). A
-    /// subscriber dropped at that change resubscribes from its predecessor
-    /// epoch: it gets `recovered: false` and the new stream from its start.
-    predecessors: Vec<String>,
-    /// The stream mirrors the owner's (same epoch, no gap since the sync).
-    synced: bool,
-    syncing: bool,
-    /// Deliveries that arrived while syncing.
-    buffer: Vec<(String, Publication)>,
-    /// Subscribes waiting for the sync.
-    pending: Vec<(SubscribeArgs, RpcReplyPort<Result<Position, TopicError>>)>,
-}
-
-/// Predecessor epochs remembered per replica.
-const MAX_PREDECESSORS: usize = 4;
-/// Deliveries kept while a sync is under way; past this the sync restarts.
-const MAX_SYNC_BUFFER: usize = 10_000;
+/// A subscribe waiting for the replica's sync.
+type Pending = (SubscribeArgs, RpcReplyPort<Result<Position, TopicError>>);
 
 /// A channel's state, owned by its topic actor.
 pub struct TopicState {
@@ -195,7 +187,7 @@ pub struct TopicState {
     retiring: bool,
     idle_check_pending: bool,
     /// Some in cluster mode: the stream is the owner's, copied.
-    replica: Option<Replica>,
+    replica: Option<Replica<Pending>>,
 }
 
 impl TopicState {
@@ -310,24 +302,30 @@ fn recover_from_panic(myself: &ActorRef<TopicMsg>, state: &mut TopicState, conte
 fn handle_message(myself: &ActorRef<TopicMsg>, message: TopicMsg, state: &mut TopicState, context: &TopicContext) {
     let now = Instant::now();
     match message {
-        TopicMsg::Subscribe(args, reply) => {
-            let retiring = state.retiring;
-            let waiting = match state.replica.as_mut() {
-                Some(replica) if !replica.synced && !retiring => {
-                    replica.pending.push((*args, reply));
-                    start_sync(state, myself, context);
-                    None
-                }
-                _ => Some((args, reply)),
-            };
-            if let Some((args, reply)) = waiting {
+        TopicMsg::Subscribe(args, reply) => match state.replica.as_mut() {
+            Some(replica) if !state.retiring => {
+                let action = replica.subscribe((*args, reply));
+                carry_out(state, myself, action, now, context);
+            }
+            _ => {
                 let result = subscribe(state, *args, now, context);
                 let _ = reply.send(result);
             }
+        },
+        TopicMsg::Deliver(epoch, publication) => {
+            if let Some(replica) = state.replica.as_mut() {
+                let action = replica.deliver(&mut state.stream, epoch, *publication, now);
+                carry_out(state, myself, action, now, context);
+            }
         }
-        TopicMsg::Deliver(epoch, publication) => deliver(state, myself, epoch, *publication, now, context),
         TopicMsg::Remote(push) => broadcast(state, *push, context),
-        TopicMsg::Synced(result) => synced(state, myself, result, now, context),
+        TopicMsg::Synced(sync, result) => {
+            if let Some(replica) = state.replica.as_mut() {
+                for action in replica.synced(&mut state.stream, sync, result, now) {
+                    carry_out(state, myself, action, now, context);
+                }
+            }
+        }
         TopicMsg::Unsubscribe(client, reply) => {
             if let Some(subscriber) = state.subscribers.remove(&client) {
                 leave(state, &subscriber, context);
@@ -425,7 +423,7 @@ fn subscribe(
         return Err(TopicError::Code(codes::ALREADY_SUBSCRIBED));
     }
     let recoverable = args.recoverable && state.stream.enabled();
-    let succeeded = |epoch: &String| state.replica.as_ref().is_some_and(|r| r.predecessors.contains(epoch));
+    let succeeded = |epoch: &String| state.replica.as_ref().is_some_and(|r| r.is_predecessor(epoch));
     let (publications, recovered) = match (&args.recover, recoverable) {
         (Some((_, epoch)), true) if *epoch != state.stream.epoch() && succeeded(epoch) => {
             // The client's stream ended with its owner: what it missed there is
@@ -528,119 +526,55 @@ fn subscribe(
     Ok(Position { offset, epoch })
 }
 
-/// Cluster mode: asks the owner for the stream (once at a time).
-fn start_sync(state: &mut TopicState, myself: &ActorRef<TopicMsg>, context: &TopicContext) {
-    let Some(replica) = state.replica.as_mut() else { return };
-    if replica.syncing {
-        return;
-    }
-    let Some(replication) = context.replication.clone() else {
-        let _ = myself.cast(TopicMsg::Synced(Err(codes::INTERNAL.temporary())));
-        replica.syncing = true;
-        return;
-    };
-    replica.syncing = true;
-    replica.buffer.clear();
-    let channel = state.channel.clone();
-    let myself = myself.clone();
-    tokio::spawn(async move {
-        let result = replication.sync(channel.to_string()).await;
-        let _ = myself.cast(TopicMsg::Synced(result));
-    });
-}
-
-fn synced(
+/// Cluster mode: carries out what the replica decided.
+fn carry_out(
     state: &mut TopicState,
     myself: &ActorRef<TopicMsg>,
-    result: Result<OwnerStream, ErrorCode>,
+    action: Action<Pending>,
     now: Instant,
     context: &TopicContext,
 ) {
-    let Some(replica) = state.replica.as_mut() else { return };
-    replica.syncing = false;
-    let pending = std::mem::take(&mut replica.pending);
-    let buffer = std::mem::take(&mut replica.buffer);
-    match result {
-        Ok((epoch, top, publications)) => {
-            replica.synced = true;
-            let (size, ttl) = (state.options.history_size, state.options.history_ttl);
-            state.stream = Stream::replica(size, ttl, epoch.clone(), top, publications, now);
-            for (at_epoch, publication) in buffer {
-                if at_epoch == epoch && publication.offset > top {
-                    deliver(state, myself, at_epoch, publication, now, context);
-                }
-            }
-            for (args, reply) in pending {
-                let result = subscribe(state, args, now, context);
-                let _ = reply.send(result);
+    match action {
+        Action::Ignore | Action::Wait => {}
+        Action::StartSync(sync) => {
+            let Some(replication) = context.replication.clone() else {
+                let _ = myself.cast(TopicMsg::Synced(sync, Err(codes::INTERNAL.temporary())));
+                return;
+            };
+            let channel = state.channel.clone();
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let result = replication.sync(channel.to_string()).await;
+                let _ = myself.cast(TopicMsg::Synced(sync, result));
+            });
+        }
+        Action::Subscribe(pending) => answer(state, pending, now, context),
+        Action::AnswerPending(pending) => {
+            for pending in pending {
+                answer(state, pending, now, context);
             }
         }
-        Err(code) => {
+        Action::FailPending(pending, code) => {
             for (_, reply) in pending {
                 let _ = reply.send(Err(TopicError::Code(code)));
             }
         }
-    }
-}
-
-/// Cluster mode: a sequenced publication from the owner.
-fn deliver(
-    state: &mut TopicState,
-    myself: &ActorRef<TopicMsg>,
-    epoch: String,
-    publication: Publication,
-    now: Instant,
-    context: &TopicContext,
-) {
-    let Some(replica) = state.replica.as_mut() else { return };
-    if replica.syncing {
-        if replica.buffer.len() < MAX_SYNC_BUFFER {
-            replica.buffer.push((epoch, publication));
-        } else {
-            replica.syncing = false;
-            resync(state, myself, context);
+        Action::Fanout(publication) => {
+            Metrics::inc(&context.metrics.publications);
+            let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
+            broadcast(state, push, context);
         }
-        return;
-    }
-    if !replica.synced {
-        // No subscriber relies on this copy yet.
-        return;
-    }
-    let history = state.stream.enabled();
-    if history && epoch != state.stream.epoch() {
-        // A new owner started a new epoch: subscribers resubscribe and learn
-        // that they cannot recover the old one (but get the new one whole).
-        let old = state.stream.epoch().to_string();
-        if let Some(replica) = state.replica.as_mut() {
-            replica.predecessors.push(old);
-            if replica.predecessors.len() > MAX_PREDECESSORS {
-                replica.predecessors.remove(0);
+        Action::DropSubscribers => {
+            for subscriber in state.take_subscribers() {
+                subscriber.lost.channel_lost(state.channel.clone());
             }
         }
-        resync(state, myself, context);
-        return;
     }
-    if history && !state.stream.append_at(publication.clone(), now) {
-        if publication.offset <= state.stream.top() {
-            return; // a redelivery already seen
-        }
-        resync(state, myself, context);
-        return;
-    }
-    Metrics::inc(&context.metrics.publications);
-    let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
-    broadcast(state, push, context);
 }
 
-/// The replica lost continuity: drop the subscribers with 2500 (they
-/// resubscribe and recover) and forget the copy until the next sync.
-fn resync(state: &mut TopicState, _myself: &ActorRef<TopicMsg>, _context: &TopicContext) {
-    if let Some(replica) = state.replica.as_mut() {
-        replica.synced = false;
-    }
-    for subscriber in state.take_subscribers() {
-        subscriber.lost.channel_lost(state.channel.clone());
-    }
+fn answer(state: &mut TopicState, (args, reply): Pending, now: Instant, context: &TopicContext) {
+    let result = subscribe(state, args, now, context);
+    let _ = reply.send(result);
 }
 
 fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &TopicContext) -> Position {
