@@ -68,10 +68,19 @@ pub enum SessionMsg {
     ConnectDue,
     /// The connection token whose `exp` (Unix seconds) this is may be past its
     /// grace; stale when the connection was refreshed since.
-    ExpiryDue(u64),
+    ExpiryDue(u64, Expiry),
     /// The subscription token whose `exp` this is may be past its grace; stale
     /// when the subscription was refreshed or ended since.
-    SubExpiryDue(Channel, u64),
+    SubExpiryDue(Channel, u64, Expiry),
+}
+
+/// What an expiry timer found when it fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The timer ran until `exp` + grace: the token is no longer honoured.
+    Reached,
+    /// The deadline lies beyond one timer ([`MAX_TIMER`]): arm the next one.
+    NotYet,
 }
 
 /// Which transport carries the session (reported in logs and metrics).
@@ -253,24 +262,22 @@ impl SessionActor {
                     session.disconnect(codes::STALE);
                 }
             }
-            SessionMsg::ExpiryDue(exp) => {
+            SessionMsg::ExpiryDue(exp, expiry) => {
                 // Stale when a refresh has since armed a timer for a newer `exp`.
                 if session.expires_at == Some(exp) {
-                    if time_left(exp, session.ctx.config.client_expired_close_delay).is_zero() {
-                        session.disconnect(codes::EXPIRED_CONNECTION);
-                    } else {
-                        // The wall clock lags the timer (or the deadline is beyond
-                        // one timer): wait for the rest.
-                        session.schedule_expiry(exp);
+                    match expiry {
+                        Expiry::Reached => session.disconnect(codes::EXPIRED_CONNECTION),
+                        Expiry::NotYet => session.schedule_expiry(exp),
                     }
                 }
             }
-            SessionMsg::SubExpiryDue(channel, exp) => {
+            SessionMsg::SubExpiryDue(channel, exp, expiry) => {
                 if session.subs.get(&channel).and_then(|s| s.expires_at) == Some(exp) {
-                    if time_left(exp, session.ctx.config.client_expired_sub_close_delay).is_zero() {
-                        Box::pin(session.server_unsubscribe(channel, codes::UNSUBSCRIBE_EXPIRED)).await;
-                    } else {
-                        session.schedule_sub_expiry(channel, exp);
+                    match expiry {
+                        Expiry::Reached => {
+                            Box::pin(session.server_unsubscribe(channel, codes::UNSUBSCRIBE_EXPIRED)).await
+                        }
+                        Expiry::NotYet => session.schedule_sub_expiry(channel, exp),
                     }
                 }
             }
@@ -349,15 +356,15 @@ impl Session {
     /// Arms the timer that closes the connection (3005) once its token's `exp`
     /// (Unix seconds) and `client_expired_close_delay` have passed without a refresh.
     fn schedule_expiry(&self, exp: u64) {
-        let delay = time_left(exp, self.ctx.config.client_expired_close_delay);
-        self.myself.send_after(delay, move || SessionMsg::ExpiryDue(exp));
+        let (delay, expiry) = expiry_timer(exp, self.ctx.config.client_expired_close_delay);
+        self.myself.send_after(delay, move || SessionMsg::ExpiryDue(exp, expiry));
     }
 
     /// Arms the timer that ends a subscription (unsubscribe 2501) once its token's
     /// `exp` and `client_expired_sub_close_delay` have passed without a sub_refresh.
     fn schedule_sub_expiry(&self, channel: Channel, exp: u64) {
-        let delay = time_left(exp, self.ctx.config.client_expired_sub_close_delay);
-        self.myself.send_after(delay, move || SessionMsg::SubExpiryDue(channel, exp));
+        let (delay, expiry) = expiry_timer(exp, self.ctx.config.client_expired_sub_close_delay);
+        self.myself.send_after(delay, move || SessionMsg::SubExpiryDue(channel, exp, expiry));
     }
 
     fn topic_lost(&mut self, channel: Channel) {
@@ -406,6 +413,16 @@ fn time_left(exp: u64, grace: Duration) -> Duration {
     let deadline = Duration::from_secs(exp).saturating_add(grace);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     deadline.saturating_sub(now).min(MAX_TIMER)
+}
+
+/// The timer for a token with `exp` and `grace`: how long to wait (the wall
+/// clock's time left, read once, now), and whether the deadline is reached when
+/// it fires. The wait itself is on the monotonic clock (tokio's), so a test on
+/// paused time sees a token expire exactly at `exp + grace`.
+fn expiry_timer(exp: u64, grace: Duration) -> (Duration, Expiry) {
+    let left = time_left(exp, grace);
+    let expiry = if left < MAX_TIMER { Expiry::Reached } else { Expiry::NotYet };
+    (left, expiry)
 }
 
 /// The `ttl` of a connect, subscribe or refresh result: whole seconds from now

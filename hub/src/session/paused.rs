@@ -127,3 +127,67 @@ async fn shutdown_closes_every_session_with_3001_and_waits_for_them() {
         "no new session while stopping"
     );
 }
+
+fn token_node_config() -> Config {
+    Config {
+        allow_anonymous: false,
+        // No ping within these tests: only the token's expiry closes.
+        ping_interval: Duration::from_secs(3600),
+        pong_timeout: PONG,
+        client_expired_close_delay: Duration::from_secs(25),
+        token: crate::auth::TokenConfig { hmac_secret: Some("paused-secret".into()), ..Default::default() },
+        ..Config::default()
+    }
+}
+
+fn token(exp: u64) -> String {
+    let claims =
+        crate::auth::ConnectClaims { user: "alice".into(), expires_at: Some(exp), info: None, channels: vec![] };
+    crate::auth::sign_connect_token("paused-secret", &claims).expect("the test token signs")
+}
+
+fn command(id: u32, command: Command) -> Command {
+    Command { id, ..command }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_connection_is_honoured_for_the_grace_then_closed_with_3005() {
+    let node = Node::start(token_node_config()).await.expect("the node starts");
+    let (outbox, actor) = session(&node).await;
+    let exp = super::unix_now() + 10;
+    let connect =
+        Command { connect: Some(ConnectRequest { token: token(exp), ..Default::default() }), ..Default::default() };
+    actor.cast(SessionMsg::Commands(vec![command(1, connect)], None)).expect("the session takes commands");
+    let replies = next(&outbox).await.expect("the connect reply");
+    let result = replies[0].connect.as_ref().expect("connected");
+    assert!(result.expires && result.ttl <= 10 && result.ttl >= 9, "ttl counts to exp: {result:?}");
+    let connected = Instant::now();
+    assert_eq!(next(&outbox).await, Err(codes::EXPIRED_CONNECTION));
+    let after = connected.elapsed();
+    // exp is in whole seconds of the wall clock: the deadline is 34 to 35 s away.
+    assert!(after > Duration::from_secs(34) && after <= Duration::from_secs(35), "closed after {after:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_within_the_grace_keeps_the_connection() {
+    let node = Node::start(token_node_config()).await.expect("the node starts");
+    let (outbox, actor) = session(&node).await;
+    let exp = super::unix_now() + 10;
+    let connect =
+        Command { connect: Some(ConnectRequest { token: token(exp), ..Default::default() }), ..Default::default() };
+    actor.cast(SessionMsg::Commands(vec![command(1, connect)], None)).expect("the session takes commands");
+    next(&outbox).await.expect("the connect reply");
+    // 20 s later: 10 s past exp, within the 25 s grace (the wall clock stands
+    // still on paused time, so the new token's exp is 100 s from "now").
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let refresh = protocol::proto::RefreshRequest { token: token(super::unix_now() + 100) };
+    let refresh = Command { refresh: Some(refresh), ..Default::default() };
+    actor.cast(SessionMsg::Commands(vec![command(2, refresh)], None)).expect("the session takes commands");
+    let replies = next(&outbox).await.expect("the refresh reply");
+    assert!(replies[0].refresh.as_ref().is_some_and(|r| r.expires), "refreshed: {replies:?}");
+    // The first token's deadline (35 s) passes without a close; the new one's (125 s) closes.
+    let refreshed = Instant::now();
+    assert_eq!(next(&outbox).await, Err(codes::EXPIRED_CONNECTION));
+    let after = refreshed.elapsed();
+    assert!(after > Duration::from_secs(124) && after <= Duration::from_secs(125), "closed after {after:?}");
+}
