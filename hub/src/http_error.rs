@@ -10,10 +10,10 @@
 //! every request 503 with `Connection: close` once the node shuts down, so a
 //! keep-alive client cannot hold the process open.
 //!
-//! Not covered: a request head actix-http cannot parse at all (a request line
-//! over 64 KiB, a head over 128 KiB, a malformed request line) is answered by
-//! actix-http itself, 400 or 431 with an empty body, and the connection closed,
-//! before any of the hub's code sees it.
+//! A request head actix-http cannot parse at all (a request line over 64 KiB,
+//! a head over 128 KiB, a malformed request line) is refused by actix-http
+//! itself before any of the hub's code sees it; [`crate::conn`] gives those
+//! answers the same JSON shape as they are written.
 
 use std::fmt::Display;
 

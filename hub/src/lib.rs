@@ -18,6 +18,7 @@
 //!   sequenced, and what arrives from other nodes.
 //! - `transport`: WebSocket, SSE, HTTP-stream, uni_sse: frames in, frames out.
 //! - `api`: the server HTTP API (`POST /api/<method>`).
+//! - `conn`: the accepted socket, giving the HTTP layer's own refusals the JSON shape.
 //! - `cors`, `http_error`: origin policy, one JSON shape for every refusal.
 //! - `request_id`: one id (`X-Request-ID`) and one `tracing` span per HTTP request.
 
@@ -26,6 +27,7 @@ pub mod auth;
 mod broker;
 mod channel;
 pub mod config;
+mod conn;
 mod cors;
 mod engine;
 mod http_error;

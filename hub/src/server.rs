@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::HttpService;
-use actix_service::{map_config, IntoServiceFactory};
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App, HttpResponse};
 use tokio_util::sync::CancellationToken;
@@ -126,10 +126,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
                 None => app,
             };
-            HttpService::build()
-                // The hub batches its own writes: Nagle would hold a reply
-                // followed by a push until the client's delayed ACK (~40 ms).
-                .tcp_nodelay(true)
+            let http = HttpService::build()
                 // A client that closes its side is gone: end the request at once,
                 // so an SSE or HTTP-stream body is dropped and its session ends
                 // within moments of the close instead of at the next missed pong
@@ -149,8 +146,19 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
                 .upgrade(transport::ws::upgrade_factory(upgrade_sessions.clone()))
-                .finish(map_config(app.into_factory(), move |_| AppConfig::default()))
-                .tcp()
+                .finish(map_config(app.into_factory(), move |_| AppConfig::default()));
+            // What HttpService::tcp does, with the socket wrapped so that the
+            // dispatcher's own refusals get the JSON shape (see `conn`).
+            fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                // The hub batches its own writes: Nagle would hold a reply
+                // followed by a push until the client's delayed ACK (~40 ms).
+                if let Err(error) = io.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+                let peer = io.peer_addr().ok();
+                Ok((crate::conn::Conn::new(io), actix_http::Protocol::Http1, peer))
+            })
+            .and_then(http)
         })
         .map_err(|e| anyhow::anyhow!("cannot serve on {listen}: {e}"))?;
     let server = server.run();

@@ -47,6 +47,7 @@ use ractor::ActorRef;
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
+use crate::conn::Conn;
 use crate::outbox::{Next, Outbox};
 use crate::session::{connection_span, SessionContext, SessionMsg, TransportKind};
 use crate::transport::Inflight;
@@ -87,17 +88,12 @@ pub async fn not_a_handshake() -> HttpResponse {
 /// starts the connection.
 pub fn upgrade_factory(
     ctx: Arc<SessionContext>,
-) -> impl ServiceFactory<
-    (Request, Framed<TcpStream, h1::Codec>),
-    Config = (),
-    Response = (),
-    Error = Infallible,
-    InitError = (),
-> {
+) -> impl ServiceFactory<(Request, Framed<Conn, h1::Codec>), Config = (), Response = (), Error = Infallible, InitError = ()>
+{
     fn_factory(move || {
         let ctx = ctx.clone();
         async move {
-            Ok::<_, ()>(fn_service(move |(request, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+            Ok::<_, ()>(fn_service(move |(request, framed): (Request, Framed<Conn, h1::Codec>)| {
                 upgrade(ctx.clone(), request, framed)
             }))
         }
@@ -107,10 +103,10 @@ pub fn upgrade_factory(
 async fn upgrade(
     ctx: Arc<SessionContext>,
     request: Request,
-    framed: Framed<TcpStream, h1::Codec>,
+    framed: Framed<Conn, h1::Codec>,
 ) -> Result<(), Infallible> {
     let parts = framed.into_parts();
-    let mut io = parts.io;
+    let mut io = parts.io.into_inner();
     // The dispatcher's read buffer goes on only for the bytes that arrived
     // after the handshake, if any: `connection` releases it once empty.
     let leftover = parts.read_buf;

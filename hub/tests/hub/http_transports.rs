@@ -482,6 +482,9 @@ async fn every_http_refusal_has_one_json_shape() {
         ("API unknown method", post("/api/nope", "X-API-Key: key\r\n", "{}"), 404, 104),
         ("metrics off", get("/metrics", ""), 404, 108),
         ("emulation for no session", post("/emulation", "", r#"{"session":"nope","data":"{}"}"#), 404, 102),
+        // Refused by actix-http's parser itself, before any route: the URL is
+        // over the 64 KiB the `http` crate takes.
+        ("a URL over 64 KiB", get(&format!("/health?x={}", "a".repeat(70 * 1024)), ""), 400, 107),
     ];
     for (what, request, status, code) in cases {
         let response = crate::helpers::raw_response(addr, &request).await;
