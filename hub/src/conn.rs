@@ -56,11 +56,19 @@ impl Conn {
     }
 }
 
+/// The dispatcher's refusals are a status line and three or four short
+/// headers; anything longer is not one.
+const MAX_REFUSAL: usize = 512;
+
 /// The JSON answer that replaces `buf` when `buf` is one of the dispatcher's
 /// empty refusals (see the module docs).
 fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
+    // Cheap checks first: this runs on every write of every HTTP response.
+    if buf.len() > MAX_REFUSAL || !buf.starts_with(b"HTTP/1.") {
+        return None;
+    }
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    if head_end + 4 != buf.len() || !buf.starts_with(b"HTTP/1.") {
+    if head_end + 4 != buf.len() {
         return None;
     }
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
