@@ -150,14 +150,21 @@ fn command(id: u32, command: Command) -> Command {
     Command { id, ..command }
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_expired_connection_is_honoured_for_the_grace_then_closed_with_3005() {
+/// A node requiring tokens and a session connecting with a token whose `exp`
+/// is 10 s away; the session's outbox (its connect reply queued) and actor.
+async fn connect_with_token_expiring_in_10s() -> (Arc<Node>, Arc<Outbox>, ractor::ActorRef<SessionMsg>) {
     let node = Node::start(token_node_config()).await.expect("the node starts");
     let (outbox, actor) = session(&node).await;
     let exp = super::unix_now() + 10;
     let connect =
         Command { connect: Some(ConnectRequest { token: token(exp), ..Default::default() }), ..Default::default() };
     actor.cast(SessionMsg::Commands(vec![command(1, connect)], None)).expect("the session takes commands");
+    (node, outbox, actor)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_connection_is_honoured_for_the_grace_then_closed_with_3005() {
+    let (_node, outbox, _actor) = connect_with_token_expiring_in_10s().await;
     let replies = next(&outbox).await.expect("the connect reply");
     let result = replies[0].connect.as_ref().expect("connected");
     assert!(result.expires && result.ttl <= 10 && result.ttl >= 9, "ttl counts to exp: {result:?}");
@@ -170,12 +177,7 @@ async fn an_expired_connection_is_honoured_for_the_grace_then_closed_with_3005()
 
 #[tokio::test(start_paused = true)]
 async fn a_refresh_within_the_grace_keeps_the_connection() {
-    let node = Node::start(token_node_config()).await.expect("the node starts");
-    let (outbox, actor) = session(&node).await;
-    let exp = super::unix_now() + 10;
-    let connect =
-        Command { connect: Some(ConnectRequest { token: token(exp), ..Default::default() }), ..Default::default() };
-    actor.cast(SessionMsg::Commands(vec![command(1, connect)], None)).expect("the session takes commands");
+    let (_node, outbox, actor) = connect_with_token_expiring_in_10s().await;
     next(&outbox).await.expect("the connect reply");
     // 20 s later: 10 s past exp, within the 25 s grace (the wall clock stands
     // still on paused time, so the new token's exp is 100 s from "now").
