@@ -336,3 +336,6 @@ impl BrokerEvents for NodeEvents {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod paused_sessions;

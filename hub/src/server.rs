@@ -55,8 +55,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/connection/http_stream", web::post().to(transport::http::http_stream))
         .route("/emulation", web::post().to(transport::http::emulation))
         .route("/connection/uni_sse", web::get().to(transport::uni_sse::handler))
-        .route("/api/{method}", web::post().to(api::handler))
-        .route("/api", web::post().to(api::handler_batch_root))
+        .configure(api::routes)
         .route("/health", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }))
         .route("/metrics", web::get().to(metrics));
 }

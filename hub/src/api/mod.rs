@@ -44,6 +44,11 @@ use crate::node::Node;
 /// Largest request body accepted (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The server API's routes: `POST /api/<method>` and the older `POST /api`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.route("/api/{method}", web::post().to(handler)).route("/api", web::post().to(handler_batch_root));
+}
+
 /// `POST /api/{method}`: one call, or `batch`.
 pub async fn handler(
     request: HttpRequest,

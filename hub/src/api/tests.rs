@@ -39,8 +39,7 @@ async fn node(config: Config) -> Arc<Node> {
 /// The hub's routes in an in-process app, with `node` behind them.
 macro_rules! app {
     ($node:expr) => {
-        actix_test::init_service(App::new().app_data(web::Data::new($node.clone())).configure(crate::server::routes))
-            .await
+        actix_test::init_service(App::new().app_data(web::Data::new($node.clone())).configure(crate::api::routes)).await
     };
 }
 
@@ -505,5 +504,4 @@ fn keys_compare_whole() {
     assert!(!super::keys_equal(b"", b"secret"));
 }
 
-mod live;
 mod payloads;

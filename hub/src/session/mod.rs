@@ -447,6 +447,3 @@ mod tests {
         assert_eq!(ttl_until(0), 0);
     }
 }
-
-#[cfg(test)]
-mod paused;

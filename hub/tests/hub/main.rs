@@ -34,6 +34,7 @@ macro_rules! both_encodings {
 mod helpers;
 mod ws_client;
 
+mod api_live;
 mod heartbeat;
 mod http_transports;
 mod limits;

@@ -10,8 +10,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{config, KEY};
-use crate::config::Config;
+use hub::config::{ChannelOptions, Config};
+
+const KEY: &str = "k";
+
+/// The API's test configuration: history and presence on channels without a
+/// namespace, neither on `quiet:`.
+fn config() -> Config {
+    let history = ChannelOptions {
+        history_size: 10,
+        history_ttl: Duration::from_secs(60),
+        presence: true,
+        allow_subscribe: true,
+        ..ChannelOptions::default()
+    };
+    let mut config = Config { api_key: Some(KEY.into()), channel: history, ..Config::default() };
+    config.namespaces.insert("quiet".into(), ChannelOptions { allow_subscribe: true, ..ChannelOptions::default() });
+    config
+}
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -55,7 +71,7 @@ async fn next_matching(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribed_client_shows_in_presence_channels_and_info_and_can_be_disconnected() {
     let config = Config { listen: "127.0.0.1:0".parse().unwrap(), allow_anonymous: true, ..config() };
-    let hub = crate::server::start(config).await.expect("the hub starts");
+    let hub = hub::server::start(config).await.expect("the hub starts");
     let addr = hub.addr;
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{addr}/connection/websocket")).await.expect("a WebSocket");

@@ -1,4 +1,4 @@
-//! A session without any transport, on paused time: its timers (connect
+//! Sessions of a node without any transport, on paused time: its timers (connect
 //! deadline, pings, pong deadline) are checked to the millisecond without a
 //! test sleeping in real time. The session is started through the same
 //! `SessionContext` the transports use; the test reads its outbox.
@@ -11,10 +11,10 @@ use protocol::proto::{Command, ConnectRequest, Reply};
 use protocol::Encoding;
 use tokio::time::Instant;
 
-use super::{SessionMsg, TransportKind};
+use super::Node;
 use crate::config::Config;
-use crate::node::Node;
 use crate::outbox::{Next, Outbox};
+use crate::session::{unix_now, SessionMsg, TransportKind};
 
 const PING: Duration = Duration::from_secs(25);
 const PONG: Duration = Duration::from_secs(8);
@@ -155,7 +155,7 @@ fn command(id: u32, command: Command) -> Command {
 async fn connect_with_token_expiring_in_10s() -> (Arc<Node>, Arc<Outbox>, ractor::ActorRef<SessionMsg>) {
     let node = Node::start(token_node_config()).await.expect("the node starts");
     let (outbox, actor) = session(&node).await;
-    let exp = super::unix_now() + 10;
+    let exp = unix_now() + 10;
     let connect =
         Command { connect: Some(ConnectRequest { token: token(exp), ..Default::default() }), ..Default::default() };
     actor.cast(SessionMsg::Commands(vec![command(1, connect)], None)).expect("the session takes commands");
@@ -182,7 +182,7 @@ async fn a_refresh_within_the_grace_keeps_the_connection() {
     // 20 s later: 10 s past exp, within the 25 s grace (the wall clock stands
     // still on paused time, so the new token's exp is 100 s from "now").
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let refresh = protocol::proto::RefreshRequest { token: token(super::unix_now() + 100) };
+    let refresh = protocol::proto::RefreshRequest { token: token(unix_now() + 100) };
     let refresh = Command { refresh: Some(refresh), ..Default::default() };
     actor.cast(SessionMsg::Commands(vec![command(2, refresh)], None)).expect("the session takes commands");
     let replies = next(&outbox).await.expect("the refresh reply");
