@@ -127,9 +127,17 @@ export function useChannel<T = unknown>(
       },
     };
   });
+  // Reads are always current (the getter compares versions); effects that depend on
+  // `messages` (renders, watchers) are notified once per macrotask, so a burst of
+  // publications delivered together costs one render, not one per publication.
+  let pendingNotify: ReturnType<typeof setTimeout> | null = null;
   const changed = (): void => {
     version += 1;
-    notify();
+    if (pendingNotify !== null) return;
+    pendingNotify = setTimeout(() => {
+      pendingNotify = null;
+      notify();
+    }, 0);
   };
 
   const last = shallowRef<Message<T> | undefined>(undefined);
@@ -281,6 +289,7 @@ export function useChannel<T = unknown>(
       stopName();
       stopMax();
       drop();
+      if (pendingNotify !== null) clearTimeout(pendingNotify);
     });
   }
 
