@@ -8,7 +8,8 @@
 #   chromium    install Debian's chromium with apt-get when /usr/bin/chromium is missing
 #   npm         npm ci in clients/vue and clients/demo when node_modules is missing or was
 #               installed from another package-lock.json
-#   vue-build   type-check and build the package (tsc: dist/ with .d.ts)
+#   vue-build   type-check and build the package (tsc: dist/ with .d.ts), check that no
+#               internal type (the channel registry, the ring buffer) is in the .d.ts
 #   demo-build  type-check and build the demo into clients/demo/dist, then check that the
 #               committed dist/ is that build (hub --dev serves it; see clients/README.md)
 #   vue-tests   Vitest: the composables against the hub binary
@@ -106,7 +107,13 @@ vue_build() {
   cd "$VUE_DIR"
   npm run --silent typecheck
   npm run --silent build
-  echo "built $VUE_DIR/dist"
+  # The registry and the ring buffer are internal (@internal, stripInternal): a published
+  # .d.ts that names them would make them part of the API.
+  if grep -l 'ChannelRegistry\|SharedChannel\|class Ring' dist/*.d.ts; then
+    echo "internal types in the published .d.ts (files above): mark them @internal" >&2
+    return 1
+  fi
+  echo "built $VUE_DIR/dist (no internal types in its .d.ts)"
 }
 
 # The committed dist/ is what `hub --dev` serves on a fresh clone: it must be this build.

@@ -108,15 +108,17 @@ async function runTicker(count: number, channel = 'ticker'): Promise<void> {
 }
 
 describe('demo', () => {
-  test('two people chat and see each other in presence', async () => {
-    const room = `/?room=e2e-${Date.now().toString(36)}`;
+  test.each(['json', 'protobuf'] as const)('two people chat and see each other in presence (%s)', async (protocol) => {
+    const room = `/?room=e2e-${protocol}-${Date.now().toString(36)}&protocol=${protocol}`;
     const alice = await openPerson();
     const bob = await openPerson();
     await alice.page.goto(hub.url + room, { timeout: 15_000 });
     expect(await waitConnected(alice.page, 'alice')).toBe('websocket');
+    expect(await testText(alice.page, 'status-encoding')).toBe(protocol);
     await setNickname(alice.page, 'alice');
     await bob.page.goto(hub.url + room, { timeout: 15_000 });
     await waitConnected(bob.page, 'bob');
+    expect(await testText(bob.page, 'status-encoding')).toBe(protocol);
     await setNickname(bob.page, 'bob');
 
     for (const [who, p] of [['alice', alice.page], ['bob', bob.page]] as const) {
@@ -131,8 +133,8 @@ describe('demo', () => {
     await waitFor(async () => (await chatTexts(bob.page)).some((t) => t.includes('alice') && t.includes('hi bob')), 'bob receives "hi bob"');
     await say(bob.page, 'hello alice');
     await waitFor(async () => (await chatTexts(alice.page)).some((t) => t.includes('bob') && t.includes('hello alice')), 'alice receives "hello alice"');
-    await screenshot(alice.page, 'chat-alice');
-    await screenshot(bob.page, 'chat-bob');
+    await screenshot(alice.page, `chat-alice-${protocol}`);
+    await screenshot(bob.page, `chat-bob-${protocol}`);
 
     // Bob closes his tab: alice sees him leave.
     await bob.context.close();

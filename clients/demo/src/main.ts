@@ -1,5 +1,5 @@
 import { createApp } from 'vue';
-import { createHub, DEFAULT_TRANSPORTS, type TransportName } from '@hub/vue';
+import { createHub, DEFAULT_TRANSPORTS, type HubProtocol, type TransportName } from '@hub/vue';
 
 import App from './App.vue';
 import './style.css';
@@ -10,9 +10,13 @@ const transports = (params.get('transports')?.split(',').filter(Boolean) as Tran
   ...DEFAULT_TRANSPORTS,
 ];
 
+// `?protocol=protobuf` speaks Protobuf to the hub (binary frames); JSON otherwise.
+const protocol: HubProtocol = params.get('protocol') === 'protobuf' ? 'protobuf' : 'json';
+
 const hub = createHub({
   url: import.meta.env.VITE_HUB_URL || window.location.origin,
   transports,
+  protocol,
   centrifuge: { maxReconnectDelay: 5_000 },
 });
 

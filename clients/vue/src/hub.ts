@@ -11,6 +11,7 @@
  * - Nothing touches `window` before `createHub()` is called (SSR-safe to import).
  */
 import { Centrifuge } from 'centrifuge';
+import { Centrifuge as CentrifugeProtobuf } from 'centrifuge/build/protobuf';
 import type {
   ConnectedContext,
   ConnectingContext,
@@ -33,6 +34,7 @@ import {
 } from 'vue';
 
 import { ChannelRegistry } from './registry.js';
+import type { DataCodec, HubProtocol } from './types.js';
 
 /** Connection state, as the SDK names it. */
 export type HubState = 'disconnected' | 'connecting' | 'connected';
@@ -69,8 +71,22 @@ export interface HubOptions {
    * again whenever the hub says the token expired (refresh).
    */
   getToken?: () => Promise<string>;
-  /** Connect as soon as the hub is created. Default `true`; otherwise call `connect()`. */
+  /**
+   * Connect as soon as the hub is created. Default `true`; otherwise call `connect()`. On a
+   * server (SSR) pass `false`: the composables never subscribe there anyway.
+   */
   immediate?: boolean;
+  /**
+   * Wire encoding. `'json'` (default) or `'protobuf'` (the SDK's Protobuf build: binary
+   * frames over WebSocket and HTTP streaming; SSE is JSON-only and is skipped).
+   */
+  protocol?: HubProtocol;
+  /**
+   * How payloads are encoded and decoded. Default: as is over JSON; over Protobuf, UTF-8 JSON
+   * in bytes (so JSON clients, Protobuf clients and the server API share channels). Pass
+   * your own to put, e.g., Protobuf messages of your schema in the payload.
+   */
+  codec?: DataCodec;
   /** Further options of the `centrifuge` SDK (`debug`, `websocket`, `fetch`, delays...). */
   centrifuge?: Partial<CentrifugeOptions>;
 }
@@ -80,6 +96,10 @@ type ReadonlyRef<T> = Readonly<ShallowRef<T>>;
 export interface Hub {
   /** The SDK client, for what the composables do not cover (rpc, history of any channel...). */
   readonly client: Centrifuge;
+  /** Wire encoding of this hub's connection. */
+  readonly protocol: HubProtocol;
+  /** The payload codec the composables use. */
+  readonly codec: DataCodec;
   readonly state: ReadonlyRef<HubState>;
   /** Transport of the current connection, or the last one used; `null` before the first. */
   readonly transport: ReadonlyRef<TransportName | null>;
@@ -106,6 +126,23 @@ export interface Hub {
 }
 
 export const HUB_KEY: InjectionKey<Hub> = Symbol('hub');
+
+const identity = (data: unknown): unknown => data;
+
+/** Payloads as they are: the JSON protocol's SDK already parsed them. */
+export const JSON_CODEC: DataCodec = { encode: identity, decode: identity };
+
+/**
+ * UTF-8 JSON in bytes, the default over Protobuf: what a JSON client or the server API
+ * published arrives as its JSON text's bytes.
+ */
+export const JSON_BYTES_CODEC: DataCodec = {
+  encode: (data) => new TextEncoder().encode(JSON.stringify(data)),
+  decode: (data) => {
+    if (!(data instanceof Uint8Array)) return data;
+    return data.length === 0 ? null : JSON.parse(new TextDecoder().decode(data));
+  },
+};
 
 /** Endpoints for `url` and transport names, in the order given. */
 export function hubEndpoints(
@@ -155,10 +192,14 @@ export function createHub(options: HubOptions = {}): Hub {
   }
   // A single endpoint is the SDK's plain WebSocket mode: no emulation bookkeeping.
   const only = endpoints.length === 1 ? endpoints[0] : undefined;
+  const protocol: HubProtocol = options.protocol ?? 'json';
+  if (protocol !== 'json' && protocol !== 'protobuf') throw new Error(`createHub: unknown protocol ${String(protocol)}`);
+  // The Protobuf build is the same class with a Protobuf codec; its declarations are a
+  // separate copy (private members make them nominally distinct), hence the cast.
+  const Sdk = (protocol === 'protobuf' ? CentrifugeProtobuf : Centrifuge) as unknown as typeof Centrifuge;
   const client =
-    only && only.transport === 'websocket'
-      ? new Centrifuge(only.endpoint, sdkOptions)
-      : new Centrifuge(endpoints, sdkOptions);
+    only && only.transport === 'websocket' ? new Sdk(only.endpoint, sdkOptions) : new Sdk(endpoints, sdkOptions);
+  const codec = options.codec ?? (protocol === 'protobuf' ? JSON_BYTES_CODEC : JSON_CODEC);
 
   const state = shallowRef<HubState>('disconnected');
   const transport = shallowRef<TransportName | null>(null);
@@ -201,10 +242,12 @@ export function createHub(options: HubOptions = {}): Hub {
   client.on('disconnected', onDisconnected);
   client.on('error', onError);
 
-  const registry = new ChannelRegistry(client);
+  const registry = new ChannelRegistry(client, codec);
 
   const hub: Hub = {
     client,
+    protocol,
+    codec,
     state,
     transport,
     clientId,

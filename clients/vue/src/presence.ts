@@ -8,7 +8,7 @@
  *   idempotent per client id, so the result is the snapshot plus what happened since.
  * - Needs `presence` and `join_leave` on the channel's namespace (the `--dev` preset has both).
  */
-import type { ClientInfo, JoinContext, LeaveContext } from 'centrifuge';
+import type { ClientInfo, JoinContext, LeaveContext, SubscriptionOptions } from 'centrifuge';
 import {
   computed,
   getCurrentScope,
@@ -22,11 +22,20 @@ import {
 } from 'vue';
 
 import { useHub, type Hub } from './hub.js';
-import { normalizeInfo, type ChannelError, type ChannelState, type SharedChannel } from './registry.js';
+import { isServerRendering } from './channel.js';
+import { normalizeInfo, type SharedChannel } from './registry.js';
+import type { ChannelError, ChannelState } from './types.js';
 
 export interface UsePresenceOptions {
   /** The hub to use instead of the provided one. */
   hub?: Hub;
+  /**
+   * Take the channel at once (and on every change of `name`). Default `true`; otherwise
+   * call `subscribe()`.
+   */
+  immediate?: boolean;
+  /** SDK subscription options, merged with other consumers' (as in `useChannel`). */
+  subscription?: SubscriptionOptions;
 }
 
 type ReadonlyRef<T> = Readonly<ShallowRef<T>>;
@@ -42,12 +51,20 @@ export interface UsePresenceReturn {
   error: ReadonlyRef<ChannelError | null>;
   /** Asks the hub for a fresh snapshot. */
   refresh: () => Promise<void>;
+  /** Takes the channel (when `immediate: false`, or after `unsubscribe()`). */
+  subscribe: () => void;
+  /** Lets go of the channel and empties the list; others sharing it stay subscribed. */
+  unsubscribe: () => void;
 }
 
 type Change = { kind: 'join' | 'leave'; info: ClientInfo };
 
-export function usePresence(name: MaybeRefOrGetter<string>, options: UsePresenceOptions = {}): UsePresenceReturn {
+export function usePresence(
+  name: MaybeRefOrGetter<string | null | undefined>,
+  options: UsePresenceOptions = {},
+): UsePresenceReturn {
   const hub = options.hub ?? useHub();
+  const onServer = isServerRendering();
   const byClient = new Map<string, ClientInfo>();
   const clients = shallowRef<ClientInfo[]>([]);
   const state = shallowRef<ChannelState>('unsubscribed');
@@ -97,7 +114,8 @@ export function usePresence(name: MaybeRefOrGetter<string>, options: UsePresence
   };
 
   const take = (channel: string): void => {
-    const held = hub.registry.acquire(channel);
+    if (entry || onServer) return;
+    const held = hub.registry.acquire(channel, options.subscription);
     entry = held;
     stopMirror = watch(
       [held.state, held.error],
@@ -128,12 +146,14 @@ export function usePresence(name: MaybeRefOrGetter<string>, options: UsePresence
     state.value = 'unsubscribed';
   };
 
+  const current = (): string | null => toValue(name) ?? null;
+  let wanted = options.immediate ?? true;
   const stopName = watch(
-    () => toValue(name),
+    current,
     (channel) => {
       drop();
       error.value = null;
-      take(channel);
+      if (wanted && channel !== null) take(channel);
     },
     { immediate: true, flush: 'sync' },
   );
@@ -152,5 +172,14 @@ export function usePresence(name: MaybeRefOrGetter<string>, options: UsePresence
     state,
     error,
     refresh,
+    subscribe: () => {
+      wanted = true;
+      const channel = current();
+      if (channel !== null) take(channel);
+    },
+    unsubscribe: () => {
+      wanted = false;
+      drop();
+    },
   };
 }

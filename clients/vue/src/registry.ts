@@ -1,15 +1,24 @@
 /**
  * Channel subscriptions shared by the composables of one hub, counted by reference.
+ * Internal: not exported from the package (its types are stripped from the `.d.ts`).
  *
  * Guarantees:
  * - One SDK `Subscription` per channel and hub, whatever the number of components using it;
  *   it is subscribed on the first `acquire()` and removed from the client on the last
  *   `release()` (the hub then sends `unsubscribe`).
+ * - Subscription options of every consumer are merged, whoever came first: a `getToken`
+ *   (or `token`) from any consumer is used. When a consumer brings a token source the
+ *   current subscription lacks, the subscription is replaced by one with the merged options
+ *   and subscribed again, so a channel is never left tokenless (refused with 103) because a
+ *   consumer without options (`usePresence`) mounted first. Two consumers giving different
+ *   values for another option is a conflict: `acquire()` throws, naming the option.
  * - The shared state (`state`, `recovered`, `error`, `last`) is kept by the entry, so a
- *   component that arrives late sees the current values at once.
+ *   component that arrives late sees the current values at once; it survives a replacement.
  * - One SDK listener per event and entry: consumers register plain callbacks with the entry
  *   (`listen()`), which returns the function that removes them. Nothing grows with the
  *   number of messages; listeners grow only with the number of live consumers.
+ * - Payloads are decoded once per publication with the hub's codec; a payload the codec
+ *   refuses sets `error` (`PARSE_ERROR`) and reaches no consumer.
  */
 import type {
   Centrifuge,
@@ -26,26 +35,9 @@ import type {
 } from 'centrifuge';
 import { shallowRef, type ShallowRef } from 'vue';
 
-/** Subscription state, as the SDK names it. */
-export type ChannelState = 'unsubscribed' | 'subscribing' | 'subscribed';
+import { PARSE_ERROR, type ChannelError, type ChannelState, type DataCodec, type Message } from './types.js';
 
-/** An error of a channel: `code` and `message` as the hub sent them (e.g. 102 unknown channel). */
-export interface ChannelError {
-  code: number;
-  message: string;
-}
-
-/** A publication of a channel, with its payload typed `T`. */
-export interface Message<T = unknown> {
-  channel: string;
-  data: T;
-  /** Position in the channel's stream (channels with history). */
-  offset?: number;
-  /** The publishing client, when a client (not the server API) published. */
-  info?: PublicationContext['info'];
-  tags?: Record<string, string>;
-}
-
+/** @internal */
 export interface ChannelEvents {
   publication?: (message: Message) => void;
   subscribed?: (ctx: SubscribedContext) => void;
@@ -54,10 +46,50 @@ export interface ChannelEvents {
 }
 
 /** The JSON protocol omits empty fields: an anonymous client's `user` arrives missing. */
+/** @internal */
 export function normalizeInfo(info: ClientInfo): ClientInfo {
   return info.user === undefined ? { ...info, user: '' } : info;
 }
 
+/** @internal A `ChannelError` from whatever a decoder or parser threw. */
+export function parseError(e: unknown): ChannelError {
+  return { code: PARSE_ERROR, message: `parse: ${e instanceof Error ? e.message : String(e)}`, cause: e };
+}
+
+const TOKEN_KEYS = ['getToken', 'token'] as const;
+
+/**
+ * `merged` with `extra` added. Returns whether a token source was added that `merged`
+ * lacked (the subscription must be replaced); throws on a conflicting value.
+ */
+function mergeOptions(channel: string, merged: SubscriptionOptions, extra: SubscriptionOptions): boolean {
+  let addsToken = false;
+  const hadToken = TOKEN_KEYS.some((k) => merged[k]);
+  for (const key of Object.keys(extra) as (keyof SubscriptionOptions)[]) {
+    const value = extra[key];
+    if (value === undefined) continue;
+    const current = merged[key];
+    if (current === undefined) {
+      (merged as Record<string, unknown>)[key] = value;
+      if ((TOKEN_KEYS as readonly string[]).includes(key) && !hadToken) addsToken = true;
+      continue;
+    }
+    // Any consumer's token source will do: they all ask for the same channel and user.
+    if ((TOKEN_KEYS as readonly string[]).includes(key)) continue;
+    const same =
+      Object.is(current, value) ||
+      (typeof value !== 'function' && JSON.stringify(current) === JSON.stringify(value));
+    if (!same) {
+      throw new Error(
+        `hub: conflicting subscription option "${key}" for channel ${channel}: components sharing a channel ` +
+          'must pass the same value (or leave it to one of them)',
+      );
+    }
+  }
+  return addsToken;
+}
+
+/** @internal */
 export class SharedChannel {
   readonly state: ShallowRef<ChannelState>;
   /**
@@ -69,15 +101,44 @@ export class SharedChannel {
   readonly last = shallowRef<Message | undefined>(undefined);
   /** Consumers holding the subscription. */
   refs = 0;
+  /** The options of every consumer, merged. */
+  readonly options: SubscriptionOptions;
 
   private readonly consumers = new Set<ChannelEvents>();
-  private readonly detach: () => void;
+  private detach: () => void = () => {};
+  private current: Subscription;
 
   constructor(
     readonly name: string,
-    readonly sub: Subscription,
+    sub: Subscription,
+    options: SubscriptionOptions,
+    private readonly codec: DataCodec,
   ) {
+    this.options = { ...options };
+    this.current = sub;
     this.state = shallowRef<ChannelState>(sub.state as ChannelState);
+    this.attach(sub);
+  }
+
+  /** The SDK subscription (replaced when a consumer brings a token source). */
+  get sub(): Subscription {
+    return this.current;
+  }
+
+  /** Decodes a payload with the hub's codec (history pages use it too). */
+  decode(data: unknown): unknown {
+    return this.codec.decode(data);
+  }
+
+  encode(data: unknown): unknown {
+    return this.codec.encode(data);
+  }
+
+  /** Listens to `sub` instead of the current subscription. */
+  attach(sub: Subscription): void {
+    this.detach();
+    this.current = sub;
+    this.state.value = sub.state as ChannelState;
     const onState = (ctx: SubscriptionStateContext): void => {
       this.state.value = ctx.newState as ChannelState;
     };
@@ -87,7 +148,14 @@ export class SharedChannel {
       for (const c of this.consumers) c.subscribed?.(ctx);
     };
     const onPublication = (ctx: PublicationContext): void => {
-      const message: Message = { channel: ctx.channel, data: ctx.data };
+      let data: unknown;
+      try {
+        data = this.codec.decode(ctx.data);
+      } catch (e) {
+        this.error.value = parseError(e);
+        return;
+      }
+      const message: Message = { channel: ctx.channel, data };
       if (ctx.offset !== undefined) message.offset = ctx.offset;
       if (ctx.info !== undefined) message.info = normalizeInfo(ctx.info);
       if (ctx.tags !== undefined) message.tags = ctx.tags;
@@ -133,7 +201,6 @@ export class SharedChannel {
     };
   }
 
-  /** @internal */
   close(): void {
     this.consumers.clear();
     this.detach();
@@ -141,15 +208,20 @@ export class SharedChannel {
   }
 }
 
+/** @internal */
 export class ChannelRegistry {
   private readonly channels = new Map<string, SharedChannel>();
   private disposed = false;
 
-  constructor(private readonly client: Centrifuge) {}
+  constructor(
+    private readonly client: Centrifuge,
+    private readonly codec: DataCodec,
+  ) {}
 
   /**
    * The shared subscription of `name`, subscribing it when it is the first consumer.
-   * `options` apply only when the subscription is created (the first consumer's win).
+   * `options` are merged with those of the other consumers (see the module doc); throws on
+   * a conflicting option.
    */
   acquire(name: string, options: SubscriptionOptions = {}): SharedChannel {
     if (this.disposed) throw new Error(`hub: channel ${name} used after the hub was disposed`);
@@ -157,12 +229,24 @@ export class ChannelRegistry {
     if (!entry) {
       // A subscription left in the client by code outside the registry is reused.
       const sub = this.client.getSubscription(name) ?? this.client.newSubscription(name, options);
-      entry = new SharedChannel(name, sub);
+      entry = new SharedChannel(name, sub, options, this.codec);
       this.channels.set(name, entry);
       sub.subscribe();
+    } else if (mergeOptions(name, entry.options, options)) {
+      this.replace(entry);
     }
     entry.refs += 1;
     return entry;
+  }
+
+  /** Swaps the entry's subscription for one with its (merged) options, and subscribes it. */
+  private replace(entry: SharedChannel): void {
+    const old = entry.sub;
+    this.client.removeSubscription(old);
+    const sub = this.client.newSubscription(entry.name, entry.options);
+    entry.error.value = null;
+    entry.attach(sub);
+    sub.subscribe();
   }
 
   /** Drops one reference; the last one unsubscribes and removes the subscription. */

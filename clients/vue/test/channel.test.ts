@@ -5,7 +5,15 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createApp, defineComponent, h, nextTick, ref, shallowRef, watch, type App, type Component } from 'vue';
 
-import { useChannel, useHub, type Hub, type Message, type UseChannelOptions, type UseChannelReturn } from '../src/index.js';
+import {
+  PARSE_ERROR,
+  useChannel,
+  useHub,
+  type Hub,
+  type Message,
+  type UseChannelOptions,
+  type UseChannelReturn,
+} from '../src/index.js';
 import { nodeHub, startHub, uniqueChannel, waitFor, type HubProcess } from './support.js';
 
 let server: HubProcess;
@@ -284,6 +292,135 @@ describe('useChannel', () => {
     expect(hub.state.value).toBe('disconnected');
     expect(Object.keys(hub.client.subscriptions())).toEqual([]);
     await waitFor(async () => (await numClients(channel)) === 0, 'the hub to drop the client');
+  });
+
+  test('a null or undefined name holds no channel; name → null unsubscribes, null → name subscribes', async () => {
+    const channel = uniqueChannel();
+    const name = ref<string | null | undefined>(null);
+    let r!: UseChannelReturn<number>;
+    const { hub } = mountWithHub(
+      defineComponent({
+        setup() {
+          r = useChannel<number>(name);
+          return () => h('div');
+        },
+      }),
+    );
+    expect(r.state.value).toBe('unsubscribed');
+    expect(hub.registry.snapshot()).toEqual({});
+    expect(hub.client.subscriptions()).toEqual({});
+
+    name.value = channel;
+    await waitFor(() => r.state.value === 'subscribed', 'subscribed once named');
+    await server.api('publish', { channel, data: 1 });
+    await waitFor(() => r.last.value?.data === 1, 'a publication');
+
+    name.value = undefined;
+    expect(r.state.value).toBe('unsubscribed');
+    expect(r.messages.value).toEqual([]);
+    expect(r.last.value).toBeUndefined();
+    expect(hub.registry.snapshot()).toEqual({});
+    await waitFor(async () => (await numClients(channel)) === 0, 'the hub to see the unsubscribe');
+    await expect(r.publish(2)).rejects.toThrow(/not subscribed/);
+  });
+
+  test('a getter name works the same (a route param that may be missing)', async () => {
+    const room = ref<string | undefined>(undefined);
+    const channel = uniqueChannel();
+    let r!: UseChannelReturn<unknown>;
+    const { hub } = mountWithHub(
+      defineComponent({
+        setup() {
+          r = useChannel(() => (room.value ? channel : null));
+          return () => h('div');
+        },
+      }),
+    );
+    expect(hub.registry.snapshot()).toEqual({});
+    room.value = 'x';
+    await waitFor(() => r.state.value === 'subscribed', 'subscribed when the getter names a channel');
+    expect(hub.registry.snapshot()).toEqual({ [channel]: 1 });
+  });
+
+  test('max may be a ref: lowering it drops the oldest at once, raising it keeps more', async () => {
+    const channel = uniqueChannel();
+    const max = ref(5);
+    let r!: UseChannelReturn<number>;
+    mountWithHub(channelProbe<number>(channel, { max }, (x) => (r = x)));
+    await waitFor(() => r.state.value === 'subscribed', 'subscribed');
+    for (let i = 1; i <= 5; i += 1) await server.api('publish', { channel, data: i });
+    await waitFor(() => r.last.value?.data === 5, 'five publications');
+    expect(r.messages.value.map((m) => m.data)).toEqual([1, 2, 3, 4, 5]);
+    max.value = 2;
+    await nextTick();
+    expect(r.messages.value.map((m) => m.data)).toEqual([4, 5]);
+    max.value = 4;
+    await nextTick();
+    for (let i = 6; i <= 8; i += 1) await server.api('publish', { channel, data: i });
+    await waitFor(() => r.last.value?.data === 8, 'three more');
+    expect(r.messages.value.map((m) => m.data)).toEqual([5, 6, 7, 8]);
+  });
+
+  test('a burst larger than max keeps the newest max in order, and one render shows it', async () => {
+    const channel = uniqueChannel();
+    let r!: UseChannelReturn<number>;
+    let renders = 0;
+    const seen: number[][] = [];
+    mountWithHub(
+      defineComponent({
+        setup() {
+          r = useChannel<number>(channel, { max: 7 });
+          return () => {
+            renders += 1;
+            seen.push(r.messages.value.map((m) => m.data));
+            return h('div');
+          };
+        },
+      }),
+    );
+    await waitFor(() => r.state.value === 'subscribed', 'subscribed');
+    await nextTick();
+    const before = renders;
+    // The server API's batch method: 30 publications arrive together.
+    const commands = Array.from({ length: 30 }, (_, i) => ({ publish: { channel, data: i + 1 } }));
+    await server.api('batch', { commands });
+    await waitFor(() => r.last.value?.data === 30, 'the thirtieth publication', 10_000);
+    await waitFor(() => seen.at(-1)?.length === 7 && seen.at(-1)?.[6] === 30, 'a render showing the thirtieth');
+    const expected = [24, 25, 26, 27, 28, 29, 30];
+    expect(r.messages.value.map((m) => m.data)).toEqual(expected);
+    expect(r.messages.value.map((m) => m.offset)).toEqual(expected);
+    expect(seen.at(-1)).toEqual(expected);
+    // Renders are batched per tick, never one per publication.
+    expect(renders - before).toBeLessThan(30);
+    // Reading twice without a change gives the same array (built once per change).
+    expect(r.messages.value).toBe(r.messages.value);
+  });
+
+  test('parse types each payload; what it throws goes to error (PARSE_ERROR) and is skipped', async () => {
+    const channel = uniqueChannel();
+    // A zod/valibot-style parser: returns the typed value or throws.
+    const parse = (data: unknown): { n: number } => {
+      const n = (data as { n?: unknown } | null)?.n;
+      if (typeof n !== 'number') throw new Error('n must be a number');
+      return { n };
+    };
+    let r!: UseChannelReturn<{ n: number }>;
+    mountWithHub(channelProbe<{ n: number }>(channel, { parse, history: 5 }, (x) => (r = x)));
+    await waitFor(() => r.state.value === 'subscribed', 'subscribed');
+    await server.api('publish', { channel, data: { n: 1, extra: 'dropped by parse' } });
+    await waitFor(() => r.last.value?.data.n === 1, 'n = 1');
+    expect(r.last.value?.data).toEqual({ n: 1 });
+    expect(r.error.value).toBeNull();
+
+    await server.api('publish', { channel, data: { n: 'two' } });
+    await waitFor(() => r.error.value, 'a parse error');
+    expect(r.error.value?.code).toBe(PARSE_ERROR);
+    expect(r.error.value?.message).toBe('parse: n must be a number');
+    expect(r.error.value?.cause).toBeInstanceOf(Error);
+
+    await server.api('publish', { channel, data: { n: 3 } });
+    await waitFor(() => r.last.value?.data.n === 3, 'n = 3');
+    expect(r.messages.value.map((m) => m.data)).toEqual([{ n: 1 }, { n: 3 }]);
   });
 
   test('useHub() without a provided hub says how to provide one', () => {
