@@ -156,20 +156,21 @@ describe('demo', () => {
     expect(person.errors).toEqual([]);
   });
 
-  test('with WebSocket blocked the page falls back to HTTP streaming and still works', async () => {
+  test.each(['json', 'protobuf'] as const)('with WebSocket blocked the page falls back to HTTP streaming and still works (%s)', async (protocol) => {
     const person = await openPerson();
     const blocked = await blockTransports(person.page);
-    await person.page.goto(hub.url + `/?room=fallback-${Date.now().toString(36)}`, { timeout: 15_000 });
+    await person.page.goto(hub.url + `/?room=fallback-${protocol}-${Date.now().toString(36)}&protocol=${protocol}`, { timeout: 15_000 });
     expect(await waitConnected(person.page, 'page with WebSocket blocked')).toBe('http_stream');
+    expect(await testText(person.page, 'status-encoding')).toBe(protocol);
     expect(blocked.wsAttempts()).toBeGreaterThanOrEqual(1);
     await waitFor(async () => (await testText(person.page, 'ticker-state')).startsWith('subscribed'), 'ticker subscribed over http_stream');
     const top = await streamTop();
     await runTicker(2);
     await waitTicks(person.page, top, 2, 'two ticks over http_stream');
     // Commands after connect go through /emulation: sending a chat message proves that path.
-    await say(person.page, 'over http_stream');
-    await waitFor(async () => (await chatTexts(person.page)).some((t) => t.includes('over http_stream')), 'own message echoed');
-    await screenshot(person.page, 'fallback-http-stream');
+    await say(person.page, `over http_stream in ${protocol}`);
+    await waitFor(async () => (await chatTexts(person.page)).some((t) => t.includes(`over http_stream in ${protocol}`)), 'own message echoed');
+    await screenshot(person.page, `fallback-http-stream-${protocol}`);
     expect(person.errors).toEqual([]);
   });
 
