@@ -13,6 +13,8 @@
 #   demo-build  type-check and build the demo into clients/demo/dist, then check that the
 #               committed dist/ is that build (hub --dev serves it; see clients/README.md)
 #   vue-tests   Vitest: the composables against the hub binary
+#   package     clients/package-check.sh: the packed tarball installs into a fresh
+#               `npm create vite@7` app, which type-checks and builds against it
 #   e2e         Vitest + playwright-core: the demo in Chromium, screenshots in
 #               clients/demo/test-output/screenshots/
 # Every step runs (the tests need the builds: a failed build skips them); the summary lists
@@ -113,7 +115,12 @@ vue_build() {
     echo "internal types in the published .d.ts (files above): mark them @internal" >&2
     return 1
   fi
-  echo "built $VUE_DIR/dist (no internal types in its .d.ts)"
+  # ... and every public entry point is (a stray @internal tag strips whatever it documents).
+  local name
+  for name in createHub provideHub useHub useChannel usePresence; do
+    grep -q "\b$name\b" dist/index.d.ts || { echo "$name is missing from dist/index.d.ts" >&2; return 1; }
+  done
+  echo "built $VUE_DIR/dist (no internal types in its .d.ts, every composable in it)"
 }
 
 # The committed dist/ is what `hub --dev` serves on a fresh clone: it must be this build.
@@ -201,8 +208,10 @@ main() {
     local demo_build_rc=$STEP_RC
     if [[ $vue_build_rc -eq 0 ]]; then
       run_step vue-tests vue_tests
+      run_step package bash "$CLIENTS/package-check.sh"
     else
       skip_step vue-tests "vue-build failed"
+      skip_step package "vue-build failed"
     fi
     if [[ $chromium_rc -ne 0 ]]; then
       skip_step e2e "no chromium"

@@ -7,8 +7,9 @@
  *   `messages` (bounded), `last`, `state`, `recovered`, `error`, and `publish()`.
  * - `usePresence(name)` returns the channel's presence list, kept current from join/leave.
  *
- * The channel registry (`registry.ts`) and the ring buffer (`ring.ts`) are internal: marked
- * `@internal`, they are stripped from the published `.d.ts` (`stripInternal`).
+ * The channel registry (`registry.ts`) and the ring buffer (`ring.ts`) are internal: tagged
+ * as such in their own files, they are stripped from the published `.d.ts` (`stripInternal`).
+ * (This comment must not carry that tag itself: it would strip the export below it.)
  */
 export { createHub, provideHub, useHub, hubEndpoints, DEFAULT_TRANSPORTS, HUB_KEY, JSON_CODEC, JSON_BYTES_CODEC } from './hub.js';
 export type { Hub, HubOptions, HubState, DisconnectReason } from './hub.js';
