@@ -142,6 +142,20 @@ impl Node {
         self.stopping.is_cancelled()
     }
 
+    /// Whether this node should be sent traffic (`GET /ready`), and if not,
+    /// why: it is shutting down, or its broker's connection (RabbitMQ, in a
+    /// cluster) is not open. A node exists only once its broker has joined
+    /// (`Cluster::run` returned), so there is no "starting" state to report.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.is_shutting_down() {
+            Err("shutting down")
+        } else if !self.broker.is_connected() {
+            Err("broker not connected")
+        } else {
+            Ok(())
+        }
+    }
+
     /// Tells every client 3001 "shutdown" and waits (up to `timeout`) for the
     /// sessions to end (a drop-sentinel, no polling), then leaves the cluster
     /// and stops the supervisors. Returns the number of sessions still alive

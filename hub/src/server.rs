@@ -57,7 +57,22 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/connection/uni_sse", web::get().to(transport::uni_sse::handler))
         .configure(api::routes)
         .route("/health", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }))
+        .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics));
+}
+
+/// Readiness, where `/health` is liveness: 200 `{"status":"ready"}` while the
+/// node takes traffic, 503 with error 108 and the reason while it does not
+/// (shutting down, or a cluster node's broker connection down).
+async fn ready(node: web::Data<Arc<Node>>) -> HttpResponse {
+    match node.readiness() {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(reason) => crate::http_error::response(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            protocol::codes::NOT_AVAILABLE.code,
+            reason,
+        ),
+    }
 }
 
 /// Prometheus metrics of this node, when `prometheus = true`.

@@ -1,66 +1,46 @@
 //! What the kernel says about the server under test: resident memory and CPU
-//! time from `/proc/<pid>`, and which process listens on a port.
+//! time of a process, and which process listens on a port. The reading and
+//! parsing of `/proc` is the `procfs` crate's; CPU time is converted with the
+//! system's own clock tick (`sysconf(_SC_CLK_TCK)`), not an assumed 100 Hz.
 
-use std::fs;
+use procfs::net::TcpState;
+use procfs::process::{FDTarget, Process};
 
-/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
-const TICKS_PER_SEC: f64 = 100.0;
+fn process(pid: u32) -> Option<Process> {
+    Process::new(i32::try_from(pid).ok()?).ok()
+}
 
 /// Resident set size in KiB (`VmRSS`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    process(pid)?.status().ok()?.vmrss
 }
 
 /// User + system CPU seconds used so far.
 pub fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces: count fields after its ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS_PER_SEC)
+    let stat = process(pid)?.stat().ok()?;
+    // Tick counts of a process stay far below 2^53, where f64 is exact.
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// The pid of the process listening on TCP `port` (any address), if visible.
 pub fn pid_listening_on(port: u16) -> Option<u32> {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 10 || fields[3] != "0A" {
-                continue;
-            }
-            let local_port = fields[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) {
-                inodes.push(format!("socket:[{}]", fields[9]));
-            }
-        }
-    }
+    let inodes: Vec<u64> = [procfs::net::tcp(), procfs::net::tcp6()]
+        .into_iter()
+        .flat_map(Result::unwrap_or_default)
+        .filter(|entry| entry.state == TcpState::Listen && entry.local_address.port() == port)
+        .map(|entry| entry.inode)
+        .collect();
     if inodes.is_empty() {
         return None;
     }
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(link) = fs::read_link(fd.path()) {
-                if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
-                    return Some(pid);
-                }
-            }
-        }
-    }
-    None
+    procfs::process::all_processes().ok()?.flatten().find_map(|process| {
+        let listens = process
+            .fd()
+            .ok()?
+            .flatten()
+            .any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode)));
+        listens.then(|| u32::try_from(process.pid).ok()).flatten()
+    })
 }
 
 #[cfg(test)]

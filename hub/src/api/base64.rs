@@ -1,6 +1,12 @@
 //! Standard base64 (RFC 4648 alphabet `A-Za-z0-9+/`) decoding for the `b64data`
-//! field, with or without `=` padding. Any other byte is refused with its
+//! field, with or without `=` padding, by the `base64` crate. This module only
+//! says which inputs the hub accepts (padding optional but complete when
+//! present, trailing bits ignored, as the hand-written decoder it replaced did)
+//! and maps the crate's errors to ours. Any other byte is refused with its
 //! position; no input panics.
+
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 
 /// Why a `b64data` value is not base64.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,41 +17,31 @@ pub enum Base64Error {
     InvalidLength,
 }
 
-fn sextet(byte: u8) -> Option<u32> {
-    let value = match byte {
-        b'A'..=b'Z' => byte - b'A',
-        b'a'..=b'z' => byte - b'a' + 26,
-        b'0'..=b'9' => byte - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(value))
-}
+/// The standard alphabet; `=` padding optional; the unused low bits of the
+/// last character are not checked (`ab==` is `0x69`).
+const ENGINE: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Decodes `text`; padding is optional, but only at the end and at most two `=`.
+/// The length is checked first, so that a wrong length is reported as such
+/// whatever bytes it holds.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     let bytes = text.as_bytes();
     let unpadded = bytes.strip_suffix(b"==").or_else(|| bytes.strip_suffix(b"=")).unwrap_or(bytes);
-    if bytes.len() != unpadded.len() && !bytes.len().is_multiple_of(4) {
+    let padded = bytes.len() != unpadded.len();
+    if (padded && !bytes.len().is_multiple_of(4)) || unpadded.len() % 4 == 1 {
         return Err(Base64Error::InvalidLength);
     }
-    if unpadded.len() % 4 == 1 {
-        return Err(Base64Error::InvalidLength);
-    }
-    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
-    let mut buffer: u32 = 0;
-    let mut bits = 0;
-    for (at, &byte) in unpadded.iter().enumerate() {
-        buffer = (buffer << 6) | sextet(byte).ok_or(Base64Error::InvalidByte(at))?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            // The mask keeps exactly the byte just completed.
-            out.push(((buffer >> bits) & 0xff) as u8);
+    ENGINE.decode(text).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(at, _) | base64::DecodeError::InvalidLastSymbol(at, _) => {
+            Base64Error::InvalidByte(at)
         }
-    }
-    Ok(out)
+        base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidPadding => Base64Error::InvalidLength,
+    })
 }
 
 #[cfg(test)]

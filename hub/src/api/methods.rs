@@ -294,12 +294,12 @@ impl Call {
                 MethodResult::Empty(Empty {})
             }
             Call::Channels(request) => {
-                let pattern = request.pattern.unwrap_or_default();
+                let pattern = pattern::ChannelPattern::new(request.pattern.as_deref().unwrap_or_default());
                 let channels = node
                     .channels()
                     .await?
                     .into_iter()
-                    .filter(|(name, _)| pattern::matches(&pattern, name))
+                    .filter(|(name, _)| pattern.matches(name))
                     .map(|(name, num_clients)| (name, ChannelInfo { num_clients }))
                     .collect();
                 MethodResult::Channels(ChannelsResult { channels })

@@ -33,6 +33,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
+use subtle::{Choice, ConstantTimeEq};
 
 pub use error::ApiError;
 pub use methods::Method;
@@ -116,13 +117,19 @@ fn authorize(request: &HttpRequest, config: &Config) -> Result<(), ApiError> {
 }
 
 /// Compares a presented key with the expected one in time that depends only on
-/// the expected key's length.
+/// the expected key's length: every byte of `expected` is compared (a shorter
+/// key is compared as if padded with zeros), with `subtle`'s constant-time
+/// comparisons, and a difference in length only clears the result. (`subtle`'s
+/// own slice comparison returns at once on a length difference, which would
+/// tell the key's length.)
 fn keys_equal(presented: &[u8], expected: &[u8]) -> bool {
-    let mut difference = u8::from(presented.len() != expected.len());
-    for (i, byte) in expected.iter().enumerate() {
-        difference |= presented.get(i).copied().unwrap_or(0) ^ byte;
-    }
-    std::hint::black_box(difference) == 0
+    // A usize always fits in a u64 on the targets the hub builds for.
+    let same_length = (presented.len() as u64).ct_eq(&(expected.len() as u64));
+    let same_bytes = expected
+        .iter()
+        .enumerate()
+        .fold(Choice::from(1), |same, (i, byte)| same & presented.get(i).copied().unwrap_or(0).ct_eq(byte));
+    (same_length & same_bytes).into()
 }
 
 /// Reads the whole body, refusing it once it passes [`MAX_BODY_BYTES`].

@@ -1,42 +1,31 @@
 //! Channel name patterns for the `channels` method.
 //!
 //! `*` matches any run of characters (empty included, `:` included), `?`
-//! matches exactly one character, every other character matches itself. An
-//! empty pattern matches every channel. Matching is linear in memory and at
-//! worst quadratic in time; no input panics.
+//! matches exactly one character, every other character matches itself
+//! (case-sensitive, no escapes). An empty pattern matches every channel.
+//! The matching is the `wildmatch` crate's (linear in memory, at worst
+//! quadratic in time, no panics); this module adds only the empty-pattern rule.
+
+use wildmatch::WildMatch;
+
+/// A compiled pattern: built once per request, tested against every channel.
+pub struct ChannelPattern(Option<WildMatch>);
+
+impl ChannelPattern {
+    pub fn new(pattern: &str) -> Self {
+        Self((!pattern.is_empty()).then(|| WildMatch::new(pattern)))
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|pattern| pattern.matches(name))
+    }
+}
 
 /// Whether `name` matches `pattern`.
-pub fn matches(pattern: &str, name: &str) -> bool {
-    if pattern.is_empty() {
-        return true;
-    }
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    let (mut p, mut n) = (0, 0);
-    // The last `*` seen and the name position it currently stands for.
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == '?' || c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                // Let the last `*` swallow one more character and retry after it.
-                Some((star_p, star_n)) => {
-                    star = Some((star_p, star_n + 1));
-                    p = star_p + 1;
-                    n = star_n + 1;
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
+#[cfg(test)]
+fn matches(pattern: &str, name: &str) -> bool {
+    ChannelPattern::new(pattern).matches(name)
 }
 
 #[cfg(test)]

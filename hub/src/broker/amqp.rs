@@ -627,6 +627,10 @@ impl Broker for Cluster {
         true
     }
 
+    fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
     fn stop(&self) -> BoxFuture<'_, ()> {
         Cluster::stop(self).boxed()
     }

@@ -105,6 +105,10 @@ impl Broker for MemoryBroker {
         false
     }
 
+    fn is_connected(&self) -> bool {
+        true
+    }
+
     fn stop(&self) -> BoxFuture<'_, ()> {
         async {}.boxed()
     }

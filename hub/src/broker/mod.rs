@@ -114,6 +114,11 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether channels are sequenced elsewhere (topics are replicas).
     fn is_cluster(&self) -> bool;
 
+    /// Whether the broker can carry operations now: always for the memory
+    /// broker; for AMQP, while its connection to RabbitMQ is open. A cheap
+    /// read, for the readiness probe.
+    fn is_connected(&self) -> bool;
+
     /// Leaves: stops every task of the broker. Bounded in time.
     fn stop(&self) -> BoxFuture<'_, ()>;
 }

@@ -105,3 +105,11 @@ test('AMQP, API and client publications reach clients on n1 and n2 in one order'
   );
   console.log(`# 200 publications over 3 paths sent in ${sendMs} ms`);
 });
+
+test('every node of a running cluster is ready: GET /ready answers 200', { timeout: 30000 }, async () => {
+  for (const node of cluster.nodes) {
+    const res = await fetch(`${node.url}/ready`);
+    assert.equal(res.status, 200, `${node.name} /ready once the cluster runs`);
+    assert.deepEqual(await res.json(), { status: 'ready' }, `${node.name} /ready body`);
+  }
+});

@@ -9,7 +9,8 @@
 //!   the edges of a subscription (`ordering`), slow consumers (`slow`),
 //!   heartbeats (`heartbeat`), tokens (`tokens`), server-side operations
 //!   (`server_side`), shutdown and session leaks (`shutdown`), topic
-//!   retirement (`topics`), request ids and log spans (`logging`).
+//!   retirement (`topics`), request ids and log spans (`logging`), readiness
+//!   (`readiness`).
 //!
 //! Tests run on a multi-thread runtime: topic actors run on the runtime that
 //! starts the hub, sessions on the HTTP server's workers.
@@ -42,6 +43,7 @@ mod logging;
 mod metrics;
 mod ordering;
 mod protocol_tests;
+mod readiness;
 mod recovery;
 mod server_side;
 mod shutdown;
