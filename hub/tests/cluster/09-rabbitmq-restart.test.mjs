@@ -99,11 +99,20 @@ test('nodes ride out a RabbitMQ restart without restarting', { timeout: 180000, 
   console.log(`# client sub.publish on n1 while RabbitMQ is down: ${JSON.stringify(clientPublish)}`);
   assert.notEqual(clientPublish, 'accepted', 'a client publish while RabbitMQ is down is refused, not dropped silently');
 
-  // The nodes keep serving.
+  // The nodes keep serving (alive), but say they are not ready.
   for (const node of cluster.nodes) {
     const res = await fetch(`${node.url}/health`);
     assert.equal(res.status, 200, `${node.name} /health while RabbitMQ is down`);
     assert.ok(node.running, `${node.name} still runs while RabbitMQ is down`);
+    const ready = await poll(
+      async () => {
+        const r = await fetch(`${node.url}/ready`);
+        return r.status === 503 ? r.json() : false;
+      },
+      `${node.name} /ready to answer 503 while RabbitMQ is down`,
+      { ms: 10000, interval: 200 },
+    );
+    assert.deepEqual(ready, { error: { code: 108, message: 'broker not connected' } }, `${node.name} /ready body`);
   }
 
   // --- RabbitMQ back ---
@@ -130,6 +139,14 @@ test('nodes ride out a RabbitMQ restart without restarting', { timeout: 180000, 
   });
   const publishOkAfter = Date.now() - upAt;
   console.log(`# /api/publish on n3 works again ${publishOkAfter} ms after RabbitMQ was up (${attempts.length} attempts, first answers: ${JSON.stringify(attempts.slice(0, 3))}): ${JSON.stringify(ok)}`);
+
+  // Every node is ready again.
+  for (const node of cluster.nodes) {
+    await poll(async () => (await fetch(`${node.url}/ready`)).status === 200, `${node.name} /ready 200 again`, {
+      ms: RECOVERY_BOUND_MS,
+      interval: 500,
+    });
+  }
 
   // And publications reach the clients on n1 and n2 again (maybe after a resubscription).
   await apiResult(n3, 'publish', { channel, data: { marker: 'after-api' } });
