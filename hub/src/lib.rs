@@ -41,5 +41,8 @@ mod session;
 pub mod topic;
 mod transport;
 
+/// The names of the methods `POST /api/<name>` serves, `batch` included.
+pub use api::method_names as api_method_names;
+
 /// Version reported to clients in the connect reply and by `/api/info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -30,10 +30,13 @@ use crate::node::Node;
 /// Commands of one `parallel` batch run at the same time.
 const BATCH_CONCURRENCY: usize = 64;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BatchRequest {
-    /// Each command as its JSON text, decoded one by one ([`decode_command`]).
+    /// Each command as its JSON text, decoded one by one ([`decode_command`]):
+    /// an object with one key naming the method, its value the method's
+    /// request, e.g. `{"publish": {"channel": "news", "data": {}}}`.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub commands: Vec<Box<RawValue>>,
     /// Run the commands concurrently (replies keep the commands' order).
     pub parallel: Option<bool>,
@@ -89,8 +92,11 @@ pub async fn run(node: &Node, request: BatchRequest) -> BatchResult {
 }
 
 /// `{"replies": [...]}`, at the top level of the body (no `result` around it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchResult {
+    /// One per command, in the commands' order: `{"<method>": <result>}` or
+    /// `{"error": {"code": N, "message": "..."}}`.
+    #[schema(value_type = Vec<Object>)]
     pub replies: Vec<BatchReply>,
 }
 

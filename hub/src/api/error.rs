@@ -72,16 +72,19 @@ impl From<ErrorCode> for ApiError {
 
 /// The `error` object: `{"code":102,"message":"unknown channel"}`; `temporary`
 /// appears only when true (the caller may retry).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: u32,
     pub message: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub temporary: bool,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// `{"error": {...}}`: the body of every refusal and of a failed operation.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorReply)]
+pub(super) struct Envelope<'a> {
     error: &'a ErrorBody,
 }
 

@@ -16,6 +16,7 @@ use protocol::codes::{self, DisconnectCode};
 use protocol::proto;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::{base64, pattern};
@@ -98,12 +99,13 @@ impl Method {
 
 // ---- requests -------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct PublishRequest {
     pub channel: String,
     /// Any JSON value, `null` included (kept as its text); required unless
     /// `b64data` is given.
     #[serde(default, deserialize_with = "json_value")]
+    #[schema(value_type = Value)]
     pub data: Option<Box<RawValue>>,
     /// Binary data in base64; wins over `data` when not empty. `""` alone
     /// publishes 0 bytes.
@@ -113,11 +115,12 @@ pub struct PublishRequest {
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct BroadcastRequest {
     pub channels: Vec<String>,
     /// As in [`PublishRequest`].
     #[serde(default, deserialize_with = "json_value")]
+    #[schema(value_type = Value)]
     pub data: Option<Box<RawValue>>,
     pub b64data: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
@@ -126,7 +129,7 @@ pub struct BroadcastRequest {
 }
 
 /// `subscribe` and `unsubscribe`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct UserChannelRequest {
     pub user: String,
     pub channel: String,
@@ -136,7 +139,7 @@ pub struct UserChannelRequest {
     pub session: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct DisconnectRequest {
     pub user: String,
     pub client: Option<String>,
@@ -149,18 +152,18 @@ pub struct DisconnectRequest {
 
 /// The close code a disconnect asks for. A `reason` may be sent but the hub
 /// closes with its own ("force reconnect" or "force disconnect").
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct DisconnectSpec {
     pub code: Option<u32>,
 }
 
 /// `presence`, `presence_stats` and `history_remove`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChannelRequest {
     pub channel: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct HistoryRequest {
     pub channel: String,
     /// 0 or absent: no publications, the stream position only; negative: all.
@@ -169,20 +172,20 @@ pub struct HistoryRequest {
     pub reverse: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct StreamPosition {
     pub offset: Option<u64>,
     /// Empty or absent: the stream's current epoch.
     pub epoch: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChannelsRequest {
     /// `*` and `?` wildcards; absent or empty: every channel.
     pub pattern: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InfoRequest {}
 
 /// One decoded call, ready to run.
@@ -438,7 +441,7 @@ async fn history(node: &Node, request: HistoryRequest) -> Result<HistoryResult, 
 // ---- results --------------------------------------------------------------------------
 
 /// `{"result": ...}` or `{"error": ...}`: the body of a call, and each broadcast response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome<T> {
     Result(T),
@@ -460,15 +463,17 @@ pub enum MethodResult {
     Empty(Empty),
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Empty {}
 
 /// Offset 0 and an empty epoch (a namespace without history) are left out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PublishResult {
     #[serde(skip_serializing_if = "is_zero")]
+    #[schema(required = false)]
     pub offset: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[schema(required = false)]
     pub epoch: String,
 }
 
@@ -478,24 +483,26 @@ impl From<Position> for PublishResult {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BroadcastResult {
     pub responses: Vec<Outcome<PublishResult>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PresenceResult {
     pub presence: BTreeMap<String, ClientInfo>,
 }
 
 /// `user` and `client` always; `conn_info` and `chan_info` as embedded JSON when set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClientInfo {
     pub client: String,
     pub user: String,
     #[serde(serialize_with = "protocol::json::raw::serialize", skip_serializing_if = "Bytes::is_empty")]
+    #[schema(value_type = Value, required = false)]
     pub conn_info: Bytes,
     #[serde(serialize_with = "protocol::json::raw::serialize", skip_serializing_if = "Bytes::is_empty")]
+    #[schema(value_type = Value, required = false)]
     pub chan_info: Bytes,
 }
 
@@ -505,14 +512,14 @@ impl From<proto::ClientInfo> for ClientInfo {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PresenceStatsResult {
     pub num_clients: u32,
     pub num_users: u32,
 }
 
 /// `publications`, `epoch` and `offset` are always present.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryResult {
     pub publications: Vec<Publication>,
     pub epoch: String,
@@ -522,15 +529,18 @@ pub struct HistoryResult {
 /// `data` is the publication's JSON embedded as it was published (binary data
 /// that is not JSON appears as a string of its lossy UTF-8 text); 0 bytes of
 /// data leave `data` out, as the client protocol does.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Publication {
     #[serde(serialize_with = "protocol::json::raw::serialize", skip_serializing_if = "Bytes::is_empty")]
+    #[schema(value_type = Value, required = false)]
     pub data: Bytes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub info: Option<ClientInfo>,
     #[serde(skip_serializing_if = "is_zero")]
+    #[schema(required = false)]
     pub offset: u64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(required = false)]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -545,17 +555,17 @@ impl From<proto::Publication> for Publication {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChannelsResult {
     pub channels: BTreeMap<String, ChannelInfo>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChannelInfo {
     pub num_clients: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InfoResult {
     pub nodes: Vec<NodeInfo>,
 }

@@ -17,12 +17,15 @@
 //! - Success is `{"result":{...}}`; `batch` answers `{"replies":[...]}`.
 //!
 //! `POST /api` serves the older single-endpoint format ([`legacy`]).
+//! `GET /api/openapi.json` serves the OpenAPI 3.1 description ([`openapi`]),
+//! without a key.
 
 mod base64;
 mod batch;
 mod error;
 mod legacy;
 mod methods;
+mod openapi;
 mod pattern;
 #[cfg(test)]
 mod tests;
@@ -45,9 +48,23 @@ use crate::node::Node;
 /// Largest request body accepted (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The server API's routes: `POST /api/<method>` and the older `POST /api`.
+/// The server API's routes: `POST /api/<method>`, the older `POST /api`, and
+/// `GET /api/openapi.json`.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.route("/api/{method}", web::post().to(handler)).route("/api", web::post().to(handler_batch_root));
+    config
+        .route("/api/openapi.json", web::get().to(openapi_json))
+        .route("/api/{method}", web::post().to(handler))
+        .route("/api", web::post().to(handler_batch_root));
+}
+
+/// The names of every method `POST /api/<method>` serves, `batch` included.
+pub fn method_names() -> Vec<&'static str> {
+    Method::ALL.into_iter().map(Method::name).chain(["batch"]).collect()
+}
+
+/// `GET /api/openapi.json`: the OpenAPI 3.1 description; needs no key.
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().content_type(header::ContentType::json()).body(openapi::document_json())
 }
 
 /// `POST /api/{method}`: one call, or `batch`.

@@ -41,6 +41,7 @@ mod http_transports;
 mod limits;
 mod logging;
 mod metrics;
+mod openapi;
 mod ordering;
 mod protocol_tests;
 mod readiness;

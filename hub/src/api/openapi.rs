@@ -1,0 +1,163 @@
+//! The OpenAPI 3.1 description of the server API, served at
+//! `GET /api/openapi.json` (no API key: it describes, it does not act).
+//!
+//! The schemas are derived from the request and result types themselves
+//! (`utoipa::ToSchema`), so they follow what the handlers decode and encode.
+//! The paths come from [`Method::ALL`] plus `batch`, each through an exhaustive
+//! `match` on its request and result types: a new method cannot be added
+//! without its description. Each `POST /api/<method>` documents:
+//! - the request body (its JSON object);
+//! - 200: `{"result": ...}`, or `{"error": {...}}` when the operation failed
+//!   (HTTP 200, as Centrifugo does); `batch` answers `{"replies": [...]}`;
+//! - 400, 401, 404, 413: the refusals, `{"error": {...}}`;
+//! - the API key, `X-API-Key: <key>` or `Authorization: apikey <key>`.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem, PathsBuilder};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, RefOr, Required, ResponseBuilder};
+use utoipa::OpenApi as _;
+
+use super::batch::{BatchRequest, BatchResult};
+use super::error::{Envelope, ErrorBody};
+use super::methods::*;
+
+/// The security schemes' names (either one authorizes a call).
+pub const SECURITY_X_API_KEY: &str = "X-API-Key";
+pub const SECURITY_AUTHORIZATION: &str = "AuthorizationApikey";
+
+/// Every schema the paths refer to, with what they refer to in turn.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    PublishRequest,
+    BroadcastRequest,
+    UserChannelRequest,
+    DisconnectRequest,
+    ChannelRequest,
+    HistoryRequest,
+    ChannelsRequest,
+    InfoRequest,
+    BatchRequest,
+    Empty,
+    PublishResult,
+    BroadcastResult,
+    PresenceResult,
+    PresenceStatsResult,
+    HistoryResult,
+    ChannelsResult,
+    InfoResult,
+    BatchResult,
+    ErrorBody,
+    Envelope,
+)))]
+struct Schemas;
+
+/// The names of the request and result schemas of `method`.
+fn schema_names(method: Method) -> (&'static str, &'static str) {
+    match method {
+        Method::Publish => ("PublishRequest", "PublishResult"),
+        Method::Broadcast => ("BroadcastRequest", "BroadcastResult"),
+        Method::Subscribe | Method::Unsubscribe => ("UserChannelRequest", "Empty"),
+        Method::Disconnect => ("DisconnectRequest", "Empty"),
+        Method::Presence => ("ChannelRequest", "PresenceResult"),
+        Method::PresenceStats => ("ChannelRequest", "PresenceStatsResult"),
+        Method::History => ("HistoryRequest", "HistoryResult"),
+        Method::HistoryRemove => ("ChannelRequest", "Empty"),
+        Method::Channels => ("ChannelsRequest", "ChannelsResult"),
+        Method::Info => ("InfoRequest", "InfoResult"),
+    }
+}
+
+/// The document as JSON, built once.
+pub fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_json().unwrap_or_else(|_| String::from("{}")))
+}
+
+/// The whole document.
+pub fn document() -> OpenApi {
+    let mut doc = Schemas::openapi();
+    doc.info = InfoBuilder::new()
+        .title("hub server API")
+        .version(crate::VERSION)
+        .description(Some(
+            "The server HTTP API, shaped like Centrifugo v5's: `POST /api/<method>` with a JSON body. \
+             An operation that fails answers HTTP 200 with `{\"error\":{...}}`, as Centrifugo does.",
+        ))
+        .build();
+    let mut paths = PathsBuilder::new();
+    for method in Method::ALL {
+        let (request, result) = schema_names(method);
+        let answer = OneOfBuilder::new()
+            .item(ObjectBuilder::new().property("result", Ref::from_schema_name(result)).required("result"))
+            .item(Ref::from_schema_name("ErrorReply"))
+            .build();
+        let summary = format!("`{}`", method.name());
+        paths = paths.path(
+            format!("/api/{}", method.name()),
+            operation(method.name(), &summary, request, Schema::OneOf(answer).into()),
+        );
+    }
+    paths = paths.path(
+        "/api/batch",
+        operation(
+            "batch",
+            "`batch`: several commands, each `{\"<method>\": <request>}`",
+            "BatchRequest",
+            Ref::from_schema_name("BatchResult").into(),
+        ),
+    );
+    doc.paths = paths.build();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        SECURITY_X_API_KEY,
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description("X-API-Key", "`X-API-Key: <key>`"))),
+    );
+    components.add_security_scheme(
+        SECURITY_AUTHORIZATION,
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "Authorization",
+            "`Authorization: apikey <key>`",
+        ))),
+    );
+    doc
+}
+
+/// One `POST` operation: its body, its 200 answer and the refusals.
+fn operation(id: &str, summary: &str, request: &str, answer: RefOr<Schema>) -> PathItem {
+    let json = |schema: RefOr<Schema>| ContentBuilder::new().schema(Some(schema)).build();
+    let refusal = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", json(Ref::from_schema_name("ErrorReply").into()))
+            .build()
+    };
+    let operation = OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some("A JSON object (an empty body counts as `{}`); unknown fields are ignored."))
+                .content("application/json", json(Ref::from_schema_name(request).into()))
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("The result, or the operation's error (102 unknown channel, 108 not available, ...)")
+                .content("application/json", json(answer))
+                .build(),
+        )
+        .response("400", refusal("Bad request (107): not JSON, a field of the wrong type, a missing field"))
+        .response("401", refusal("Unauthorized (101): no API key configured, or a missing or wrong key"))
+        .response("404", refusal("Method not found (104)"))
+        .response("413", refusal("Limit exceeded (106): the body is larger than 1 MiB"))
+        .security(SecurityRequirement::new(SECURITY_X_API_KEY, Vec::<String>::new()))
+        .security(SecurityRequirement::new(SECURITY_AUTHORIZATION, Vec::<String>::new()))
+        .build();
+    PathItem::new(HttpMethod::Post, operation)
+}
