@@ -10,23 +10,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use hub::config::{ChannelOptions, Config};
+use hub::config::Config;
 
 const KEY: &str = "k";
 
-/// The API's test configuration: history and presence on channels without a
-/// namespace, neither on `quiet:`.
+/// The hub's test configuration (history and presence on `news`) with an API key.
 fn config() -> Config {
-    let history = ChannelOptions {
-        history_size: 10,
-        history_ttl: Duration::from_secs(60),
-        presence: true,
-        allow_subscribe: true,
-        ..ChannelOptions::default()
-    };
-    let mut config = Config { api_key: Some(KEY.into()), channel: history, ..Config::default() };
-    config.namespaces.insert("quiet".into(), ChannelOptions { allow_subscribe: true, ..ChannelOptions::default() });
-    config
+    Config { api_key: Some(KEY.into()), ..crate::helpers::test_config() }
 }
 
 const WAIT: Duration = Duration::from_secs(5);
