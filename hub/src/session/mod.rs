@@ -111,12 +111,7 @@ impl TransportKind {
 
     /// The label of the transport in logs and metrics.
     pub fn label(self) -> &'static str {
-        match self {
-            TransportKind::WebSocket => "websocket",
-            TransportKind::Sse => "sse",
-            TransportKind::HttpStream => "http_stream",
-            TransportKind::UniSse => "uni_sse",
-        }
+        Metrics::TRANSPORT_LABELS[self.index()]
     }
 }
 

@@ -56,7 +56,8 @@ pub enum EmulationError {
     UnknownSession,
     #[error("encoding differs from the session's")]
     WrongEncoding,
-    #[error("bad request: {0}")]
+    /// The frame does not decode (the decoder's reason).
+    #[error("{0}")]
     BadFrame(String),
     #[error("session busy, retry")]
     Busy,
@@ -170,13 +171,14 @@ impl SessionRegistry {
         data: &[u8],
         max_frame_bytes: usize,
     ) -> Result<(), EmulationError> {
+        // The frame first: a bad one is refused whatever session it names.
+        let commands = decode_frame::<Command>(encoding, data, max_frame_bytes)
+            .map_err(|e| EmulationError::BadFrame(e.to_string()))?;
         let (session, inflight, session_encoding) =
             self.emulation.get(id).map(|entry| entry.value().clone()).ok_or(EmulationError::UnknownSession)?;
         if session_encoding != encoding {
             return Err(EmulationError::WrongEncoding);
         }
-        let commands = decode_frame::<Command>(encoding, data, max_frame_bytes)
-            .map_err(|e| EmulationError::BadFrame(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + EMULATION_WAIT;
         while inflight.count() >= MAX_PENDING_FRAMES {
             if tokio::time::timeout_at(deadline, inflight.drained()).await.is_err() {

@@ -178,11 +178,11 @@ pub async fn emulation(
         };
         (request.node, request.session, data, Encoding::Json)
     };
-    // Validate the frame here, whichever node holds the session.
-    decode_frame::<Command>(encoding, &data, ctx.config.max_frame_bytes)
-        .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
     if !target_node.is_empty() && target_node != ctx.name() {
-        // The session lives on another node: hand the commands over there.
+        // The session lives on another node: hand the commands over there,
+        // once they decode here (a local session's are decoded by `emulate`).
+        decode_frame::<Command>(encoding, &data, ctx.config.max_frame_bytes)
+            .map_err(|e| HttpTransportError::BadRequest(e.to_string()))?;
         if !ctx.engine.broker.is_cluster() {
             return Err(HttpTransportError::UnknownNode);
         }
