@@ -62,7 +62,9 @@ pub struct Spec {
     pub threads: usize,
 }
 
-/// Controller → worker.
+/// Controller → worker. `Ctl` and `Ev` travel on unbounded channels: they are the
+/// control plane, a handful of messages per step and a stats report per second per
+/// worker, never one per delivery, so what is queued stays small for a whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Ctl {
     Go,
