@@ -63,7 +63,7 @@ pub struct Spec {
 }
 
 /// Controller → worker. `Ctl` and `Ev` travel on unbounded channels: they are the
-/// control plane, a handful of messages per step and a stats report per second per
+/// control plane, a handful of messages per step and a stats report every 500 ms per
 /// worker, never one per delivery, so what is queued stays small for a whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Ctl {
