@@ -79,3 +79,32 @@ ensure_chromium() {
   [[ -x $CHROMIUM_BIN ]] || { echo "$CHROMIUM_BIN still missing after the install" >&2; return 1; }
   echo "Chromium: $CHROMIUM_BIN ($("$CHROMIUM_BIN" --version 2>/dev/null || echo 'version unknown'))"
 }
+
+# Python command-line tools from PyPI in a virtual environment of their own:
+#   ensure_python_tools NAME PACKAGE==VERSION...
+# creates (or reuses) ${CARGO_TARGET_DIR:-<repo>/target}/python-tools/NAME, installs the
+# pinned packages when the list changed since the last install, and prints the venv's
+# bin directory on stdout (the log goes to stderr). Needs python3 with its venv module
+# (Debian: python3-venv, installed with apt-get when missing).
+ensure_python_tools() {
+  local name="$1"
+  shift
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  local venv="${CARGO_TARGET_DIR:-$root/target}/python-tools/$name"
+  local want="$*"
+  if [[ -f $venv/.installed && "$(cat "$venv/.installed")" == "$want" ]]; then
+    echo "$venv/bin"
+    return 0
+  fi
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    echo "python3's venv module is missing: apt-get install python3-venv" >&2
+    apt_install python3-venv >&2 || return 1
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2 || { echo "python3 -m venv $venv failed" >&2; return 1; }
+  "$venv/bin/pip" install -q --disable-pip-version-check "$@" >&2 ||
+    { echo "pip install $* failed (PyPI reachable?)" >&2; return 1; }
+  echo "$want" >"$venv/.installed"
+  echo "$venv/bin"
+}
