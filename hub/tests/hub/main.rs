@@ -36,6 +36,7 @@ mod helpers;
 mod ws_client;
 
 mod api_live;
+mod cors;
 mod heartbeat;
 mod http_transports;
 mod limits;
