@@ -1,32 +1,31 @@
 //! Cross-origin policy for every endpoint: an `allowed_origins` list of exact
 //! origins (`https://app.example.com`) or `*`.
 //!
-//! - A request without `Origin` (servers, CLI tools) passes.
-//! - A same-origin request (Origin's host equals the Host header) passes.
-//! - An allowed cross-origin request gets `Access-Control-Allow-Origin` echoing
-//!   its origin (with credentials allowed and `Vary: Origin`).
-//! - A preflight `OPTIONS` from an allowed origin is answered 204 with the
-//!   allowed methods and headers; from any other origin, 403.
-//! - Any other request from an origin not allowed is refused with 403 and a
-//!   JSON error — including the WebSocket handshake.
+//! Two layers, outermost first:
+//! - [`guard`], ours: the policy. A request without `Origin` (servers, CLI
+//!   tools) passes; a same-origin request (Origin's host equals the Host
+//!   header) passes; an allowed origin passes; any other request with an
+//!   `Origin`, preflight or not, is refused with 403 and the JSON error
+//!   (code 103) before anything runs. The WebSocket handshake applies the
+//!   same [`origin_allowed`] (transport/ws.rs).
+//! - [`protocol`], actix-cors: the CORS protocol for the requests the guard
+//!   let through: a preflight `OPTIONS` is answered (200) with the allowed
+//!   methods, the requested headers echoed and a 600 s max age; every answer
+//!   to a cross-origin request gets `Access-Control-Allow-Origin` echoing its
+//!   origin, credentials allowed, and `Vary: Origin`.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::Method;
+use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
+use actix_web::web;
 
-/// Methods the hub serves cross-origin.
-const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
-/// Headers allowed when a preflight does not name any.
-const DEFAULT_ALLOW_HEADERS: &str = "Content-Type, Authorization, X-API-Key, Last-Event-ID";
 /// How long browsers may cache a preflight answer, in seconds.
-const MAX_AGE: &str = "600";
+const MAX_AGE: usize = 600;
 
-/// The configured `allowed_origins`, as the middleware reads it from the
-/// App's data (`web::Data<AllowedOrigins>`); absent, every cross-origin
-/// request is refused.
+/// The configured `allowed_origins`, as the guard reads it from the App's
+/// data (`web::Data<AllowedOrigins>`); absent, every cross-origin request is
+/// refused.
 #[derive(Debug, Clone, Default)]
 pub struct AllowedOrigins(pub Vec<String>);
 
@@ -40,58 +39,38 @@ pub fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> b
     host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
 }
 
-fn forbidden() -> HttpResponse {
-    crate::http_error::response(
-        actix_web::http::StatusCode::FORBIDDEN,
-        protocol::codes::PERMISSION_DENIED.code,
-        "origin not allowed",
-    )
-}
-
-/// The middleware (`App::wrap(from_fn(cors::middleware))`).
-pub async fn middleware(
+/// The policy (`App::wrap(from_fn(cors::guard))`, outside [`protocol`]).
+pub async fn guard(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
-        return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
-    };
-    let allowed = match request.app_data::<web::Data<AllowedOrigins>>() {
-        Some(origins) => {
-            let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-            origin.to_str().is_ok_and(|o| origin_allowed(&origins.0, o, host))
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let allowed = request
+            .app_data::<web::Data<AllowedOrigins>>()
+            .is_some_and(|origins| origin.to_str().is_ok_and(|o| origin_allowed(&origins.0, o, host)));
+        if !allowed {
+            let refusal = crate::http_error::response(
+                actix_web::http::StatusCode::FORBIDDEN,
+                protocol::codes::PERMISSION_DENIED.code,
+                "origin not allowed",
+            );
+            let (http, _) = request.into_parts();
+            return Ok(ServiceResponse::new(http, refusal));
         }
-        None => false,
-    };
-    let preflight =
-        request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    if !allowed {
-        let (http, _) = request.into_parts();
-        return Ok(ServiceResponse::new(http, forbidden()));
     }
-    if preflight {
-        let allow_headers = request
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned()
-            .unwrap_or(HeaderValue::from_static(DEFAULT_ALLOW_HEADERS));
-        let response = HttpResponse::NoContent()
-            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers))
-            .insert_header((header::ACCESS_CONTROL_MAX_AGE, MAX_AGE))
-            .insert_header((header::VARY, "Origin"))
-            .finish();
-        let (http, _) = request.into_parts();
-        return Ok(ServiceResponse::new(http, response));
-    }
-    let mut response = next.call(request).await?.map_into_boxed_body();
-    let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    Ok(response)
+    next.call(request).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+/// The CORS protocol (`App::wrap(cors::protocol())`, inside [`guard`]):
+/// every origin that reaches it was already allowed by the guard.
+pub fn protocol() -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allowed_origin_fn(|_origin, _head| true)
+        .allowed_methods(["GET", "POST"])
+        .allow_any_header()
+        .supports_credentials()
+        .max_age(MAX_AGE)
 }
 
 #[cfg(test)]

@@ -130,7 +130,9 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 .app_data(origins.clone())
                 .app_data(refusals.clone())
                 .app_data(web::PayloadConfig::new(payload_limit))
-                .wrap(actix_web::middleware::from_fn(crate::cors::middleware))
+                // The CORS protocol (actix-cors) inside the origin policy (ours).
+                .wrap(crate::cors::protocol())
+                .wrap(actix_web::middleware::from_fn(crate::cors::guard))
                 // The JSON shape of every refusal, 503 while stopping.
                 .wrap(actix_web::middleware::from_fn(crate::http_error::middleware))
                 // Outermost: every request in its span, every answer with its id.
