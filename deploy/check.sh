@@ -9,8 +9,9 @@
 #   hadolint          deploy/Dockerfile (rules ignored only inline, with the reason)
 #   scripts           bash -n on the shell scripts of deploy/
 #   kubernetes        kubernetes-validate --strict on deploy/kubernetes/*.yaml against
-#                     Kubernetes $K8S_VERSION (deploy/kubernetes/extra/ holds custom
-#                     resources, whose schemas the tool does not have: parsed only)
+#                     Kubernetes $K8S_VERSION; kustomization.yaml's resources exist;
+#                     deploy/kubernetes/extra/ holds custom resources, whose schemas
+#                     the tool does not have: parsed only
 #   compose           check-jsonschema --builtin-schema vendor.compose-spec
 #   grafana           the dashboard is JSON, and every query names a hub metric
 #   systemd           systemd-analyze verify, when systemd-analyze exists
@@ -55,9 +56,22 @@ scripts_check() {
 }
 
 kubernetes_check() {
-  local manifests=("$DEPLOY_DIR"/kubernetes/*.yaml)
-  [[ -e ${manifests[0]} ]] || { echo "no manifests in $DEPLOY_DIR/kubernetes" >&2; return 1; }
+  local manifests=() f
+  for f in "$DEPLOY_DIR"/kubernetes/*.yaml; do
+    [[ $(basename "$f") == kustomization.yaml ]] || manifests+=("$f")
+  done
+  [[ ${#manifests[@]} -gt 0 ]] || { echo "no manifests in $DEPLOY_DIR/kubernetes" >&2; return 1; }
   "$bin/kubernetes-validate" --strict --kubernetes-version "$K8S_VERSION" "${manifests[@]}" || return 1
+  # kustomization.yaml is kustomize's, not a Kubernetes object: every file it lists exists.
+  "$bin/python" - "$DEPLOY_DIR/kubernetes/kustomization.yaml" <<'EOF' || return 1
+import os, sys, yaml
+path = sys.argv[1]
+k = yaml.safe_load(open(path))
+missing = [r for r in k.get("resources", []) if not os.path.isfile(os.path.join(os.path.dirname(path), r))]
+if k.get("kind") != "Kustomization" or missing:
+    sys.exit(f"{path}: kind {k.get('kind')!r}, missing resources: {missing}")
+print(f"{path}: {len(k['resources'])} resources, all present")
+EOF
   # Custom resources (RabbitMQ Cluster Operator): YAML that parses, with kind and
   # apiVersion; their schemas ship with the operator, not with kubernetes-validate.
   local extra
