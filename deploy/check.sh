@@ -14,12 +14,15 @@
 #                     the tool does not have: parsed only
 #   compose           check-jsonschema --builtin-schema vendor.compose-spec
 #   grafana           the dashboard is JSON, and every query names a hub metric
+#   hub-config        `hub checkconfig` on the image's, compose's and the ConfigMap's
+#                     hub.toml, when a hub binary exists ($HUB_BIN, else target/debug/hub)
 #   systemd           systemd-analyze verify, when systemd-analyze exists
 #
 # Environment:
 #   DEPLOY_DIR    the directory to check (default: this script's directory), so a
 #                 scratch copy can be checked
 #   K8S_VERSION   Kubernetes version the manifests are validated against (default 1.33.0)
+#   HUB_BIN       the hub binary for the hub-config check
 
 set -euo pipefail
 
@@ -137,6 +140,35 @@ print(f"{dashboard_path}: {len(panels)} panels, every query names a known metric
 EOF
 }
 
+# The hub's own validation of the three configuration files deploy/ ships, when a hub
+# binary is at hand (scripts/test.sh runs this step after its build).
+hub_config_check() {
+  local hub="${HUB_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/hub}"
+  if [[ ! -x $hub ]]; then
+    echo "skipped: no hub binary at $hub (build it, or set HUB_BIN)"
+    return 0
+  fi
+  local scratch rc=0 file
+  scratch="$(mktemp -d)"
+  "$bin/python" - "$DEPLOY_DIR/kubernetes/configmap.yaml" "$scratch/configmap-hub.toml" <<'EOF' || rc=1
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+open(sys.argv[2], "w").write(doc["data"]["hub.toml"])
+EOF
+  for file in "$DEPLOY_DIR/docker/hub.toml" "$DEPLOY_DIR/compose/hub.toml" "$scratch/configmap-hub.toml"; do
+    [[ $rc -eq 0 ]] || break
+    # A clean environment: no HUB_* variable of the caller's may change the result.
+    if env -i PATH="$PATH" "$hub" checkconfig --config "$file" >/dev/null; then
+      echo "$file: hub checkconfig accepts it"
+    else
+      echo "$file: hub checkconfig refuses it" >&2
+      rc=1
+    fi
+  done
+  rm -rf "$scratch"
+  return "$rc"
+}
+
 systemd_check() {
   if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "skipped: systemd-analyze not found (install systemd to check the unit)"
@@ -166,6 +198,7 @@ check scripts scripts_check
 check kubernetes kubernetes_check
 check compose compose_check
 check grafana grafana_check
+check hub-config hub_config_check
 check systemd systemd_check
 
 if [[ ${#FAILED[@]} -ne 0 ]]; then
