@@ -10,6 +10,8 @@
 #   fmt         cargo fmt --all -- --check               (rustfmt.toml's style)
 #   clippy      cargo clippy --workspace --all-targets -- -D warnings
 #   layering    scripts/check-layering.py                (no import cycle, dependency directions)
+#   deploy-checks  deploy/check.sh                       (Dockerfile, Kubernetes manifests, compose
+#                  file, Grafana dashboard, systemd unit; linters pinned from PyPI)
 #   rust-tests  cargo test --workspace                   (unit + integration tests)
 #   npm         npm ci in hub/tests/sdk, when node_modules is missing or stale
 #   sdk-tests   node --test hub/tests/sdk/*.test.mjs     (the centrifuge SDK against the hub)
@@ -180,6 +182,7 @@ main() {
     skip_step fmt "build failed"
     skip_step clippy "build failed"
     skip_step layering "build failed"
+    skip_step deploy-checks "build failed"
     skip_step rust-tests "build failed"
     skip_step npm "build failed"
     skip_step sdk-tests "build failed"
@@ -189,6 +192,7 @@ main() {
   run_step fmt fmt_check
   run_step clippy clippy_check
   run_step layering layering_check
+  run_step deploy-checks bash "$ROOT/deploy/check.sh"
   run_step rust-tests rust_tests
   run_step npm npm_install
   if [[ $STEP_RC -eq 0 ]]; then
