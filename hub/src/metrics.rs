@@ -1,12 +1,37 @@
-//! Process-wide counters, and their Prometheus text exposition at `/metrics`
-//! (when `prometheus = true`). `/api/info` also reports `subscriptions`
-//! (`num_subs`).
+//! Process-wide metrics, and their Prometheus text exposition (format 0.0.4)
+//! at `/metrics` (when `prometheus = true`), written by prometheus-client.
+//! `/api/info` also reports `subscriptions` (`num_subs`).
 //!
-//! Plain relaxed atomics: each counter is independent and only ever summed or
-//! displayed, so no ordering between them is promised.
+//! Counters and histograms live in [`Metrics`] (one per node, shared by
+//! `Arc`) and are registered once; the node's counts that are read rather
+//! than counted (clients, users, channels, uptime, cluster size, memory,
+//! file descriptors) are gauges filled in at each scrape.
+//!
+//! Histograms (seconds; Prometheus `_bucket`, `_sum` and `_count` series):
+//! - `hub_publish_fanout_duration_seconds`: from the moment the node that
+//!   sequences a publication accepts it (the engine, for the API, clients
+//!   and AMQP ingest on a single node; the owner's receipt in a cluster) to
+//!   the moment its channel actor has handed it to every local subscriber's
+//!   outbox. The wait in the actor's mailbox is included: it is where load
+//!   shows.
+//! - `hub_api_request_duration_seconds{method}`: a server API call, from its
+//!   authorised arrival to its encoded answer, per method (`batch` for
+//!   `/api/batch`, `legacy` for `POST /api`); errors included.
+//! - `hub_broker_round_trip_duration_seconds{operation}`: a cluster request
+//!   to another node over RabbitMQ until its answer (`publish`, `sync`,
+//!   `history`, ...), timeouts and errors included.
+//!
+//! Every value is an atomic, independent of the others and only ever summed
+//! or displayed, so no ordering between them is promised.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Counts of one node, for `/api/info` and the cluster's heartbeats.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -21,114 +46,176 @@ pub struct NodeInfo {
     pub uptime: u64,
 }
 
-#[derive(Debug, Default)]
+/// A set of one label (`[("method", "publish")]`).
+type Label = [(&'static str, &'static str); 1];
+/// Histograms by one label, all with [`DURATION_BUCKETS`].
+type Histograms = Family<Label, Histogram, fn() -> Histogram>;
+
+/// Upper bounds of the duration histograms' buckets, in seconds: 50 µs to
+/// 5 s, about 2.5× apart. Fan-out to a large channel on a busy node takes
+/// milliseconds; a broker round trip about one on loopback, and its timeout
+/// is seconds.
+const DURATION_BUCKETS: [f64; 14] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The metrics of one node.
+#[derive(Debug)]
 pub struct Metrics {
     /// Sessions closed because their outbox overflowed (3008 "slow").
-    pub slow_disconnects: AtomicU64,
+    pub slow_disconnects: Counter,
     /// Topic actors that failed and were restarted.
-    pub topic_restarts: AtomicU64,
+    pub topic_restarts: Counter,
     /// Session actors that failed.
-    pub session_failures: AtomicU64,
+    pub session_failures: Counter,
     /// Publications accepted (all sources).
-    pub publications: AtomicU64,
-    /// Subscriptions currently held by sessions of this node (a gauge).
-    pub subscriptions: AtomicU64,
-    /// Sessions started, per transport (indexed by the transport's index,
-    /// labelled by [`Metrics::TRANSPORT_LABELS`]).
-    pub sessions_started: [AtomicU64; 4],
+    pub publications: Counter,
+    /// Subscriptions currently held by sessions of this node.
+    pub subscriptions: Gauge,
+    /// Sessions started, by [`Metrics::TRANSPORT_LABELS`].
+    sessions_started: Family<Label, Counter>,
+    publish_fanout: Histogram,
+    api_requests: Histograms,
+    broker_round_trips: Histograms,
+    /// Everything above, registered once.
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let metrics = Metrics {
+            slow_disconnects: Counter::default(),
+            topic_restarts: Counter::default(),
+            session_failures: Counter::default(),
+            publications: Counter::default(),
+            subscriptions: Gauge::default(),
+            sessions_started: Family::default(),
+            publish_fanout: duration_histogram(),
+            api_requests: Family::new_with_constructor(duration_histogram),
+            broker_round_trips: Family::new_with_constructor(duration_histogram),
+            registry: Registry::default(),
+        };
+        // Every transport is listed from the start, at 0.
+        for transport in Metrics::TRANSPORT_LABELS {
+            let _ = metrics.sessions_started.get_or_create(&[("transport", transport)]);
+        }
+        let mut registry = Registry::default();
+        registry.register(
+            "hub_subscriptions",
+            "Subscriptions held by this node's clients",
+            metrics.subscriptions.clone(),
+        );
+        registry.register("hub_sessions_started", "Sessions started, per transport", metrics.sessions_started.clone());
+        registry.register(
+            "hub_publications",
+            "Publications accepted into channels sequenced here",
+            metrics.publications.clone(),
+        );
+        registry.register(
+            "hub_slow_disconnects",
+            "Clients closed with 3008 because their outbox was full",
+            metrics.slow_disconnects.clone(),
+        );
+        registry.register(
+            "hub_topic_restarts",
+            "Topic actors that failed and were restarted",
+            metrics.topic_restarts.clone(),
+        );
+        registry.register("hub_session_failures", "Session actors that failed", metrics.session_failures.clone());
+        Metrics { registry, ..metrics }
+    }
 }
 
 impl Metrics {
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn sub(counter: &AtomicU64, n: u64) {
-        counter.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    /// Labels of `sessions_started`, in index order (`session::TransportKind::index`).
+    /// Labels of the transports, in `session::TransportKind::index` order.
     pub const TRANSPORT_LABELS: [&'static str; 4] = ["websocket", "sse", "http_stream", "uni_sse"];
 
     /// Counts a session started on the transport with index `transport`.
     pub fn session_started(&self, transport: usize) {
-        if let Some(counter) = self.sessions_started.get(transport) {
-            Metrics::inc(counter);
+        if let Some(label) = Metrics::TRANSPORT_LABELS.get(transport) {
+            self.sessions_started.get_or_create(&[("transport", label)]).inc();
         }
+    }
+
+    /// Records a publication's acceptance-to-fan-out time.
+    pub fn observe_fanout(&self, elapsed: Duration) {
+        self.publish_fanout.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a server API call of `method` (a method name, `batch` or `legacy`).
+    pub fn observe_api_request(&self, method: &'static str, elapsed: Duration) {
+        self.api_requests.get_or_create(&[("method", method)]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a cluster request's round trip (`operation`: the request's kind).
+    pub fn observe_broker_round_trip(&self, operation: &'static str, elapsed: Duration) {
+        self.broker_round_trips.get_or_create(&[("operation", operation)]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Subscriptions held now (the gauge never goes below 0 when read).
+    pub fn subscription_count(&self) -> u64 {
+        Metrics::get(&self.subscriptions)
+    }
+
+    /// The value of a counter or gauge of [`Metrics`] (a gauge below 0 reads 0).
+    pub fn get(metric: &impl Reading) -> u64 {
+        metric.reading()
     }
 }
 
-/// The content type of the Prometheus text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// A counter or gauge read as a count, for [`Metrics::get`].
+pub trait Reading {
+    fn reading(&self) -> u64;
+}
+
+impl Reading for Counter {
+    fn reading(&self) -> u64 {
+        self.get()
+    }
+}
+
+impl Reading for Gauge {
+    fn reading(&self) -> u64 {
+        u64::try_from(self.get()).unwrap_or(0)
+    }
+}
+
+/// The content type of the Prometheus text format (0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// This node's metrics in the Prometheus text exposition format (0.0.4):
 /// `metrics`, the node's counts `info`, and the live nodes of its cluster
 /// (`None` alone).
 pub fn exposition(metrics: &Metrics, info: &NodeInfo, cluster_nodes: Option<usize>) -> String {
-    let mut out = String::with_capacity(2048);
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        // Writing into a String cannot fail.
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
+    let mut scrape = Registry::default();
+    let gauge = |value: u64| {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        gauge
     };
-    let build = format!("{{version=\"{}\",node=\"{}\"}}", escape(&info.version), escape(&info.name));
-    family("hub_build_info", "gauge", "The hub's version and node name (always 1).", &[(build.as_str(), 1)]);
-    family("hub_uptime_seconds", "gauge", "Seconds since the node started.", &[("", info.uptime)]);
-    family("hub_clients", "gauge", "Connected clients (sessions past connect).", &[("", info.num_clients)]);
-    family("hub_users", "gauge", "Distinct users among the connected clients.", &[("", info.num_users)]);
-    family("hub_channels", "gauge", "Channels with a topic on this node.", &[("", info.num_channels)]);
-    family("hub_subscriptions", "gauge", "Subscriptions held by this node's clients.", &[("", info.num_subs)]);
-    let labels: Vec<String> =
-        Metrics::TRANSPORT_LABELS.iter().map(|name| format!("{{transport=\"{name}\"}}")).collect();
-    let started: Vec<(&str, u64)> = labels
-        .iter()
-        .zip(&metrics.sessions_started)
-        .map(|(label, count)| (label.as_str(), Metrics::get(count)))
-        .collect();
-    family("hub_sessions_started_total", "counter", "Sessions started, per transport.", &started);
-    family(
-        "hub_publications_total",
-        "counter",
-        "Publications accepted into channels sequenced here.",
-        &[("", Metrics::get(&metrics.publications))],
-    );
-    family(
-        "hub_slow_disconnects_total",
-        "counter",
-        "Clients closed with 3008 because their outbox was full.",
-        &[("", Metrics::get(&metrics.slow_disconnects))],
-    );
-    family(
-        "hub_topic_restarts_total",
-        "counter",
-        "Topic actors that failed and were restarted.",
-        &[("", Metrics::get(&metrics.topic_restarts))],
-    );
-    family(
-        "hub_session_failures_total",
-        "counter",
-        "Session actors that failed.",
-        &[("", Metrics::get(&metrics.session_failures))],
-    );
+    let build = Family::<[(&str, String); 2], Gauge>::default();
+    build.get_or_create(&[("version", info.version.clone()), ("node", info.name.clone())]).set(1);
+    scrape.register("hub_build_info", "The hub's version and node name (always 1)", build);
+    scrape.register("hub_uptime_seconds", "Seconds since the node started", gauge(info.uptime));
+    scrape.register("hub_clients", "Connected clients (sessions past connect)", gauge(info.num_clients));
+    scrape.register("hub_users", "Distinct users among the connected clients", gauge(info.num_users));
+    scrape.register("hub_channels", "Channels with a topic on this node", gauge(info.num_channels));
     if let Some(nodes) = cluster_nodes {
-        family("hub_cluster_nodes", "gauge", "Live nodes of the cluster, this one included.", &[("", nodes as u64)]);
+        scrape.register("hub_cluster_nodes", "Live nodes of the cluster, this one included", gauge(nodes as u64));
     }
     if let Some(rss) = resident_bytes() {
-        family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &[("", rss)]);
+        scrape.register("process_resident_memory_bytes", "Resident memory size in bytes", gauge(rss));
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        family("process_open_fds", "gauge", "Open file descriptors.", &[("", fds.count() as u64)]);
+        scrape.register("process_open_fds", "Open file descriptors", gauge(fds.count() as u64));
     }
+    let mut out = String::with_capacity(8192);
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &scrape);
+    let _ = prometheus_text::encode(&mut out, &metrics.registry);
     out
 }
 
@@ -140,19 +227,9 @@ fn resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Escapes a label value (backslash, double quote, newline).
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
 
     #[test]
     fn every_transport_has_its_own_slot() {

@@ -335,7 +335,7 @@ impl BrokerEvents for NodeEvents {
             num_clients: self.registry.client_count() as u64,
             num_users: self.registry.user_count() as u64,
             num_channels: self.topics.len() as u64,
-            num_subs: Metrics::get(&self.metrics.subscriptions),
+            num_subs: self.metrics.subscription_count(),
             uptime: self.started.elapsed().as_secs(),
         }
     }

@@ -15,7 +15,6 @@ use protocol::proto::{self, ClientInfo, Command, Push, Reply};
 use super::{ttl_until, Session, SessionEntry, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
-use crate::metrics::Metrics;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
@@ -248,7 +247,7 @@ impl Session {
         if let Some(exp) = subscription.expires_at {
             self.schedule_sub_expiry(channel.clone(), exp);
         }
-        Metrics::add(&self.ctx.metrics.subscriptions, 1);
+        self.ctx.metrics.subscriptions.inc();
         self.subs.insert(channel, subscription);
     }
 
@@ -284,7 +283,7 @@ impl Session {
         if self.subs.remove(&channel).is_none() {
             return;
         }
-        Metrics::sub(&self.ctx.metrics.subscriptions, 1);
+        self.ctx.metrics.subscriptions.dec();
         self.leave_topic(&channel).await;
         self.send_unsubscribe_push(channel.as_str(), code);
     }
@@ -312,7 +311,7 @@ impl Session {
     async fn unsubscribe(&mut self, request: proto::UnsubscribeRequest) -> Handled {
         let (channel, _) = Channel::parse(&request.channel, &self.ctx.config)?;
         if self.subs.remove(&channel).is_some() {
-            Metrics::sub(&self.ctx.metrics.subscriptions, 1);
+            self.ctx.metrics.subscriptions.dec();
             self.leave_topic(&channel).await;
         }
         Ok(Some(Reply { unsubscribe: Some(proto::UnsubscribeResult {}), ..Default::default() }))

@@ -301,7 +301,7 @@ impl Session {
         }
         if let Err(error) = self.outbox.push(bytes) {
             if error == crate::outbox::PushError::Slow {
-                Metrics::inc(&self.ctx.metrics.slow_disconnects);
+                self.ctx.metrics.slow_disconnects.inc();
             }
             self.stop();
         }
@@ -364,7 +364,7 @@ impl Session {
 
     fn topic_lost(&mut self, channel: Channel) {
         let Some(sub) = self.subs.remove(&channel) else { return };
-        Metrics::sub(&self.ctx.metrics.subscriptions, 1);
+        self.ctx.metrics.subscriptions.dec();
         if sub.server_side {
             // A server-side subscription cannot be renewed by the client alone:
             // reconnecting makes the client recover it.
@@ -384,7 +384,7 @@ impl Drop for Session {
         self.outbox.close(codes::SERVER_ERROR);
         if let Some(client) = self.client.take() {
             ctx.registry.unregister(&client, &self.user);
-            Metrics::sub(&ctx.metrics.subscriptions, self.subs.len() as u64);
+            ctx.metrics.subscriptions.dec_by(self.subs.len() as i64);
             for channel in self.subs.keys() {
                 ctx.topics.cast_existing(channel.as_str(), TopicMsg::Unsubscribe(client.clone(), None));
             }

@@ -282,7 +282,7 @@ impl Actor for SessionSupervisor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, error) = event {
-            Metrics::inc(&self.metrics.session_failures);
+            self.metrics.session_failures.inc();
             tracing::error!(actor = %cell.get_id(), %error, "session failed");
         }
         Ok(())

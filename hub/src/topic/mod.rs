@@ -286,7 +286,7 @@ impl Actor for TopicActor {
 /// After a panic: count it, tell every subscriber it lost the channel (they
 /// resubscribe and recover), and go on with the stream as it is.
 fn recover_from_panic(myself: &ActorRef<TopicMsg>, state: &mut TopicState, context: &TopicContext, reason: &str) {
-    Metrics::inc(&context.metrics.topic_restarts);
+    context.metrics.topic_restarts.inc();
     let orphans = state.take_subscribers();
     tracing::error!(channel = %state.channel, %reason, subscribers = orphans.len(), "topic failed; it goes on with its stream");
     for subscriber in orphans {
@@ -503,7 +503,7 @@ fn subscribe(
     };
     if let Err(error) = queued {
         if error == PushError::Slow {
-            Metrics::inc(&context.metrics.slow_disconnects);
+            context.metrics.slow_disconnects.inc();
         }
         return Err(TopicError::Code(codes::INTERNAL.temporary()));
     }
@@ -560,7 +560,7 @@ fn carry_out(
             }
         }
         Action::Fanout(publication) => {
-            Metrics::inc(&context.metrics.publications);
+            context.metrics.publications.inc();
             let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
             broadcast(state, push, context);
         }
@@ -595,7 +595,7 @@ fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &To
         state.idempotency.retain(|_, (at, _)| now.duration_since(*at) < window);
         state.idempotency.insert(key, (now, position.clone()));
     }
-    Metrics::inc(&context.metrics.publications);
+    context.metrics.publications.inc();
     let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
     broadcast(state, push, context);
     position
@@ -633,7 +633,7 @@ fn broadcast(state: &mut TopicState, push: Push, context: &TopicContext) {
         match subscriber.outbox.push(bytes) {
             Ok(()) => {}
             Err(PushError::Slow) => {
-                Metrics::inc(&context.metrics.slow_disconnects);
+                context.metrics.slow_disconnects.inc();
                 gone.push(subscriber.client.clone());
             }
             Err(PushError::Closed) => gone.push(subscriber.client.clone()),
