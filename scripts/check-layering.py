@@ -25,6 +25,8 @@ FORBIDDEN = {
     "transport": {"node", "api", "server"},
     "metrics": {"node", "session", "topic", "broker", "transport"},
     "auth": {"config"},
+    # OpenTelemetry is a leaf that every layer may use: it uses none.
+    "telemetry": {"config", "topic", "broker", "engine", "session", "transport", "node", "api", "server", "metrics"},
 }
 
 

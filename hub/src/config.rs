@@ -6,10 +6,12 @@
 //! 1. built-in defaults ([`Config::default`]);
 //! 2. the `--dev` preset, when `dev` is true in any later layer;
 //! 3. the TOML file given with `--config FILE` (or `HUB_CONFIG`);
-//! 4. environment variables `HUB_<KEY>`, nested keys joined with `__`
+//! 4. the standard OpenTelemetry variables `OTEL_EXPORTER_OTLP_ENDPOINT` and
+//!    `OTEL_SERVICE_NAME` (keys `otel.endpoint`, `otel.service_name`);
+//! 5. environment variables `HUB_<KEY>`, nested keys joined with `__`
 //!    (`HUB_PING_INTERVAL`, `HUB_TOKEN__HMAC_SECRET`, `HUB_NAMESPACES__CHAT__PRESENCE`);
 //!    variables whose first segment is not a config key (e.g. `HUB_CONFIG`) are ignored;
-//! 5. command-line flags ([`ConfigArgs`]).
+//! 6. command-line flags ([`ConfigArgs`]).
 //!
 //! It guarantees that a [`Config`] returned by [`Config::load`] is valid: unknown keys,
 //! wrong types and invalid values (a zero `ping_interval`, a namespace name with `:`, an
@@ -116,11 +118,16 @@ pub struct Config {
     pub channel: ChannelOptions,
     /// Options per namespace: channel `chat:room1` uses `namespaces["chat"]`.
     pub namespaces: BTreeMap<String, ChannelOptions>,
+    /// OpenTelemetry: the OTLP exporter (off while `otel.endpoint` is unset).
+    pub otel: OtelConfig,
 }
 
 /// Keys for connection and subscription JWTs (`[token]`), defined beside
 /// the verifier that uses them.
 pub use crate::auth::TokenConfig;
+
+/// The OpenTelemetry exporter (`[otel]`), defined beside the code that runs it.
+pub use crate::telemetry::OtelConfig;
 
 /// Behaviour of the channels of one namespace (or of channels without one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +201,7 @@ impl Default for Config {
             token: TokenConfig::default(),
             channel: ChannelOptions::default(),
             namespaces: BTreeMap::new(),
+            otel: OtelConfig::default(),
         }
     }
 }
@@ -235,6 +243,10 @@ pub struct ConfigArgs {
     /// Log format [config: log_format, default human].
     #[arg(long, value_name = "FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
+    /// Export spans over OTLP/HTTP to this collector base URL, e.g.
+    /// http://127.0.0.1:4318 [config: otel.endpoint, default off].
+    #[arg(long, value_name = "URL", global = true)]
+    pub otel_endpoint: Option<String>,
     /// Log filter such as info or hub=debug,warn; RUST_LOG overrides it
     /// [config: log_level, default info].
     #[arg(long, value_name = "FILTER", global = true)]
@@ -298,6 +310,8 @@ impl Config {
             std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::Unreadable { path: path.clone(), reason: e.to_string() })?;
         }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let otel_env = otel_env_layer(&env);
         let env = env_layer(env);
         let flags = flags_layer(args);
         let build = |dev: bool| {
@@ -308,7 +322,7 @@ impl Config {
             if let Some(path) = &args.config {
                 figment = figment.merge(Toml::file_exact(path));
             }
-            figment.merge(env.clone()).merge(flags.clone())
+            figment.merge(otel_env.clone()).merge(env.clone()).merge(flags.clone())
         };
         let figment = build(false);
         let mut config: Config = figment.extract().map_err(|e| convert(e, &figment))?;
@@ -396,6 +410,9 @@ impl Config {
         if let Err(e) = crate::auth::TokenVerifier::new(&self.token) {
             out.push((e.key().to_owned(), e.reason().to_owned()));
         }
+        for (key, reason) in self.otel.problems() {
+            out.push((format!("otel.{key}"), reason.to_owned()));
+        }
         channel_problems("channel", &self.channel, &mut out);
         for (name, options) in &self.namespaces {
             let key = format!("namespaces.{name}");
@@ -432,7 +449,7 @@ fn channel_problems(prefix: &str, options: &ChannelOptions, out: &mut Vec<(Strin
 
 #[path = "config/sources.rs"]
 mod sources;
-use sources::{convert, dev_preset, env_layer, flags_layer, origin};
+use sources::{convert, dev_preset, env_layer, flags_layer, origin, otel_env_layer};
 
 #[cfg(test)]
 #[path = "config/tests.rs"]

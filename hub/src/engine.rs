@@ -16,6 +16,7 @@ use protocol::proto::{ClientInfo, Publication};
 use crate::broker::Broker;
 use crate::channel::Channel;
 use crate::config::{ChannelOptions, Config};
+use crate::telemetry::TraceContext;
 use crate::topic::{HistoryPage, HistoryQuery, Position, PublishArgs};
 
 /// The channel operations of a node. Cheap to share (`Arc`).
@@ -46,8 +47,12 @@ impl Engine {
         &self,
         channel: &Channel,
         options: &ChannelOptions,
-        args: PublishArgs,
+        mut args: PublishArgs,
     ) -> Result<Position, ErrorCode> {
+        if args.trace.is_empty() {
+            // The caller's span (an API request, a client connection) when traced.
+            args.trace = TraceContext::current();
+        }
         let publication = Publication {
             data: args.data.clone(),
             info: args.info.clone(),

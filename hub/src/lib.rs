@@ -3,7 +3,8 @@
 //! The parts (see docs/ARCHITECTURE.md for the vocabulary, the direction of
 //! dependencies and who waits on whom). Public, for the binary and the
 //! integration tests: [`config`], [`auth`], [`metrics`], [`topic`] (the
-//! publication and history types), [`node`] and [`server`]. Private to the
+//! publication and history types), [`node`], [`server`] and [`telemetry`]
+//! (OpenTelemetry: trace context, the OTLP exporter). Private to the
 //! crate:
 //! - `channel`: channel names and their namespace options.
 //! - `outbox`: the bounded per-session queue of encoded messages that every
@@ -38,6 +39,7 @@ mod outbox;
 mod request_id;
 pub mod server;
 mod session;
+pub mod telemetry;
 pub mod topic;
 mod transport;
 

@@ -15,7 +15,11 @@ use bytes::Bytes;
 use clap::Parser;
 use hub::auth::{self, ConnectClaims, SubscribeClaims};
 use hub::config::{Config, LogFormat};
-use tracing_subscriber::EnvFilter;
+use hub::telemetry::{Telemetry, WithTraceIds};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::cli::{CheckconfigArgs, Cli, Command, GentokenArgs};
 
@@ -36,10 +40,23 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How long shutdown waits for the OpenTelemetry exporter to flush.
+const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);
+
 async fn serve(config: Config) -> ExitCode {
-    if let Err(e) = init_tracing(&config) {
+    let telemetry = match Telemetry::start(&config.otel, &config.node_name) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_tracing(&config, telemetry.as_ref()) {
         eprintln!("{e}");
         return ExitCode::from(2);
+    }
+    if let Some(url) = config.otel.traces_url() {
+        tracing::info!(%url, service = %config.otel.service_name, "exporting spans over OTLP/HTTP");
     }
     tracing::info!(
         listen = %config.listen,
@@ -57,7 +74,7 @@ async fn serve(config: Config) -> ExitCode {
     if !config.allow_anonymous && !has_key {
         tracing::warn!("allow_anonymous is off and no token key is configured: no client can connect");
     }
-    match hub::server::run(config).await {
+    let code = match hub::server::run(config).await {
         Ok(()) => {
             tracing::info!("hub stopped");
             ExitCode::SUCCESS
@@ -66,7 +83,11 @@ async fn serve(config: Config) -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "hub failed");
             ExitCode::from(1)
         }
+    };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown(TELEMETRY_FLUSH).await;
     }
+    code
 }
 
 /// Logs go to stderr; the filter is RUST_LOG when set, else `config.log_level`.
@@ -75,8 +96,12 @@ async fn serve(config: Config) -> ExitCode {
 /// fields: `request{id,method,path}` for an HTTP request,
 /// `connection{transport,client,user}` for a client connection. Human lines
 /// prefix the message with them; JSON lines hold them in `"spans"` (a list of
-/// objects with `name` and the fields).
-fn init_tracing(config: &Config) -> Result<(), String> {
+/// objects with `name` and the fields), and with OpenTelemetry on, the
+/// `trace_id` and `span_id` of the innermost span.
+///
+/// With OpenTelemetry on, the hub's own spans at info and above are exported
+/// too, whatever the log filter says.
+fn init_tracing(config: &Config, telemetry: Option<&Telemetry>) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => {
             EnvFilter::try_new(&directives).map_err(|e| format!("RUST_LOG: not a valid log filter: {e}"))?
@@ -84,15 +109,21 @@ fn init_tracing(config: &Config) -> Result<(), String> {
         // log_level was validated when the config loaded.
         _ => EnvFilter::try_new(&config.log_level).map_err(|e| format!("config error: key \"log_level\": {e}"))?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let result = match config.log_format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().with_span_list(true).with_current_span(false).try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match config.log_format {
+        LogFormat::Human => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => {
+            let json = tracing_subscriber::fmt::format().json().with_span_list(true).with_current_span(false);
+            lines.json().event_format(WithTraceIds(json)).boxed()
+        }
     };
-    result.map_err(|e| format!("cannot set up logging: {e}"))
+    let spans = telemetry
+        .map(|telemetry| telemetry.layer().with_filter(Targets::new().with_target("hub", tracing::Level::INFO)));
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(spans)
+        .try_init()
+        .map_err(|e| format!("cannot set up logging: {e}"))
 }
 
 fn gentoken(config: &Config, args: &GentokenArgs) -> ExitCode {

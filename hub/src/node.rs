@@ -30,6 +30,7 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 pub use crate::metrics::NodeInfo;
 use crate::session::{SessionContext, SessionRegistry};
+use crate::telemetry::TraceContext;
 use crate::topic::registry::TopicRegistry;
 use crate::topic::{HistoryPage, HistoryQuery, Position, PublishArgs, Replication, TopicMsg};
 
@@ -264,9 +265,9 @@ struct NodeEvents {
 }
 
 impl BrokerEvents for NodeEvents {
-    fn publication(&self, channel: &str, epoch: String, publication: Publication) {
+    fn publication(&self, channel: &str, epoch: String, publication: Publication, trace: TraceContext) {
         if let Some(topic) = self.topics.lookup(channel) {
-            let _ = topic.cast(TopicMsg::Deliver(epoch, Box::new(publication)));
+            let _ = topic.cast(TopicMsg::Deliver(epoch, Box::new(publication), trace));
         }
     }
 

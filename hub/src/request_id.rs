@@ -8,6 +8,10 @@
 //! answer, refusals and streaming responses (SSE, HTTP-stream) included.
 //! The path is logged without its query, which may hold a token.
 //!
+//! With OpenTelemetry on ([`crate::telemetry`]), a W3C `traceparent` header
+//! (and `tracestate`) makes the request span a child of the caller's span;
+//! without one the request starts a new trace.
+//!
 //! Not covered: the WebSocket handshake, which never reaches the App
 //! (`transport::ws`); its connection has a span of its own.
 
@@ -16,6 +20,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
+
+use crate::telemetry::TraceContext;
 
 /// The header that carries the request id, both ways.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -52,6 +58,8 @@ pub async fn middleware(
         method = %request.method(),
         path = request.path(),
     );
+    let header = |name: &str| Some(request.headers().get(name)?.to_str().ok()?.to_owned());
+    TraceContext::from_headers(header).adopt(&span);
     match next.call(request).instrument(span).await {
         Ok(response) => {
             let mut response = response.map_into_boxed_body();

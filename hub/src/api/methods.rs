@@ -376,6 +376,8 @@ async fn publish(node: &Node, request: PublishRequest) -> Result<PublishResult, 
         info: None,
         tags: request.tags.unwrap_or_default(),
         idempotency_key: request.idempotency_key.filter(|k| !k.is_empty()),
+        // The engine continues the request's span (and its `traceparent`).
+        ..Default::default()
     };
     Ok(node.publish(channel, args).await?.into())
 }
@@ -389,6 +391,8 @@ async fn broadcast(node: &Node, request: BroadcastRequest) -> Result<BroadcastRe
         info: None,
         tags: request.tags.unwrap_or_default(),
         idempotency_key: request.idempotency_key.filter(|k| !k.is_empty()),
+        // The engine continues the request's span (and its `traceparent`).
+        ..Default::default()
     };
     let responses = stream::iter(request.channels.iter())
         .map(|channel| {

@@ -44,11 +44,13 @@ use protocol::codes::{self, ErrorCode};
 use protocol::proto::{ClientInfo, Push};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::owner::ShardOwner;
 use super::{Broker, BrokerEvents, Envelope, NodeInfo, Reply, UserCommand, WireInfo, WirePublication};
 use crate::channel::Channel;
 use crate::config::{ChannelOptions, Config};
+use crate::telemetry::TraceContext;
 use crate::topic::history::HistoryQuery;
 use crate::topic::{HistoryPage, OwnerStream, Position, PublishArgs, Replication};
 
@@ -360,7 +362,22 @@ impl Cluster {
         envelope: &Envelope,
         request: Option<u64>,
     ) -> Result<(), ErrorCode> {
+        self.send_traced(exchange, routing_key, envelope, request, &TraceContext::default()).await
+    }
+
+    /// Publishes an envelope (confirmed) with `trace` in its headers.
+    async fn send_traced(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope,
+        request: Option<u64>,
+        trace: &TraceContext,
+    ) -> Result<(), ErrorCode> {
         let mut properties = BasicProperties::default().with_type(HUB_TYPE.into());
+        if let Some(headers) = trace_headers(trace) {
+            properties = properties.with_headers(headers);
+        }
         if let Some(id) = request {
             properties = properties
                 .with_reply_to(self.names.node_queue.as_str().into())
@@ -371,8 +388,19 @@ impl Cluster {
 
     /// Sends a request and waits for its one answer.
     async fn request(&self, exchange: &str, routing_key: &str, envelope: Envelope) -> Result<Reply, ErrorCode> {
+        self.request_traced(exchange, routing_key, envelope, &TraceContext::default()).await
+    }
+
+    /// [`Cluster::request`] with `trace` in the request's headers.
+    async fn request_traced(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: Envelope,
+        trace: &TraceContext,
+    ) -> Result<Reply, ErrorCode> {
         let (id, rx) = self.members.expect_one();
-        let sent = self.send(exchange, routing_key, &envelope, Some(id)).await;
+        let sent = self.send_traced(exchange, routing_key, &envelope, Some(id), trace).await;
         let result = match sent {
             Ok(()) => match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
                 Ok(Ok(Reply::Error(code, _))) => Err(error_code(code)),
@@ -398,7 +426,8 @@ impl Cluster {
             tags: args.tags,
             idempotency_key: args.idempotency_key,
         };
-        match self.to_owner(channel, envelope).await? {
+        let publish = self.names.publish.clone();
+        match self.request_traced(&publish, channel, envelope, &args.trace).await? {
             Reply::Published { offset, epoch } => Ok(Position { offset, epoch }),
             _ => Err(codes::INTERNAL),
         }
@@ -707,7 +736,10 @@ async fn node_loop(
             Ok(envelope) => {
                 let correlation =
                     delivery.properties.correlation_id().as_ref().and_then(|id| id.as_str().parse::<u64>().ok());
-                if let Some(reply) = handle_node_envelope(&cluster.members, &*events, envelope, correlation).await {
+                let trace = trace_of(&delivery);
+                if let Some(reply) =
+                    handle_traced_envelope(&cluster.members, &*events, envelope, correlation, trace).await
+                {
                     cluster.answer(&delivery, reply);
                 }
             }
@@ -721,11 +753,24 @@ async fn node_loop(
 /// for them, deliveries and joins/leaves to `events` (this node's topics),
 /// membership to `members`; queries are answered from `events` (the reply to
 /// send back, if any). Owner requests do not belong here and are ignored.
+#[cfg(test)]
 async fn handle_node_envelope(
     members: &Membership,
     events: &dyn BrokerEvents,
     envelope: Envelope,
     correlation: Option<u64>,
+) -> Option<Reply> {
+    handle_traced_envelope(members, events, envelope, correlation, TraceContext::default()).await
+}
+
+/// [`handle_node_envelope`] for a message that carried `trace` in its
+/// headers: a delivery continues it.
+async fn handle_traced_envelope(
+    members: &Membership,
+    events: &dyn BrokerEvents,
+    envelope: Envelope,
+    correlation: Option<u64>,
+    trace: TraceContext,
 ) -> Option<Reply> {
     match envelope {
         Envelope::Reply(reply) => {
@@ -735,7 +780,7 @@ async fn handle_node_envelope(
             None
         }
         Envelope::Deliver { channel, epoch, publication } => {
-            events.publication(&channel, epoch, publication.into_proto());
+            events.publication(&channel, epoch, publication.into_proto(), trace);
             None
         }
         Envelope::Join { channel, info } => {
@@ -840,8 +885,23 @@ async fn shard_loop(cluster: Arc<Cluster>, shard: u16, channel: AmqpChannel, mut
     }
 }
 
+/// Handles one message of a shard queue this node owns, in a `sequence`
+/// span (channel, offset) when the message carries a trace (`traceparent`
+/// header, from a node or a backend service).
 async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, delivery: Delivery) {
     let channel = delivery.routing_key.as_str().to_string();
+    let span = trace_of(&delivery)
+        .child(|| tracing::info_span!("sequence", channel = %channel, offset = tracing::field::Empty));
+    handle_owner_message_in(cluster, owner, delivery, channel, &span).instrument(span.clone()).await
+}
+
+async fn handle_owner_message_in(
+    cluster: &Arc<Cluster>,
+    owner: &mut ShardOwner,
+    delivery: Delivery,
+    channel: String,
+    span: &tracing::Span,
+) {
     let now = Instant::now();
     let is_hub = delivery.properties.kind().as_ref().is_some_and(|k| k.as_str() == HUB_TYPE);
     let envelope = if is_hub {
@@ -864,6 +924,7 @@ async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, de
                         Ok(Reply::Published { offset: sequenced.publication.offset, epoch: sequenced.epoch })
                     } else {
                         let offset = sequenced.publication.offset;
+                        span.record("offset", offset);
                         let epoch = sequenced.epoch.clone();
                         let deliver = Envelope::Deliver {
                             channel: channel.clone(),
@@ -873,7 +934,10 @@ async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, de
                         let exchange = cluster.names.deliver.clone();
                         // Publish now (in order), settle later: the ack of the shard
                         // message waits for RabbitMQ's confirm of the delivery.
-                        let properties = BasicProperties::default().with_type(HUB_TYPE.into());
+                        let mut properties = BasicProperties::default().with_type(HUB_TYPE.into());
+                        if let Some(headers) = trace_headers(&TraceContext::current()) {
+                            properties = properties.with_headers(headers);
+                        }
                         match cluster
                             .publisher
                             .basic_publish(
@@ -932,17 +996,40 @@ async fn handle_owner_message(cluster: &Arc<Cluster>, owner: &mut ShardOwner, de
     let _ = delivery.ack(BasicAckOptions::default()).await;
 }
 
+/// The W3C trace headers (`traceparent`, `tracestate`) naming `trace`, as
+/// AMQP headers; `None` when untraced. Hub messages carry them beside the
+/// envelope, so nodes of older versions (which ignore headers) still read it.
+fn trace_headers(trace: &TraceContext) -> Option<FieldTable> {
+    let mut headers = FieldTable::default();
+    trace.to_headers(|name, value| {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    });
+    (!headers.inner().is_empty()).then_some(headers)
+}
+
+/// The trace a message continues: its `traceparent` and `tracestate`
+/// headers (long or short strings), from a hub node or a backend service.
+fn trace_of(delivery: &Delivery) -> TraceContext {
+    let Some(headers) = delivery.properties.headers().as_ref() else {
+        return TraceContext::default();
+    };
+    TraceContext::from_headers(|name| header_text(headers, name))
+}
+
+/// A text header (long or short string).
+fn header_text(headers: &FieldTable, name: &str) -> Option<String> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
 /// A message from a backend service: the body is the publication's data.
 fn plain_publication(delivery: &Delivery) -> Envelope {
     let headers = delivery.properties.headers().as_ref();
-    let header_text = |name: &str| -> Option<String> {
-        match headers?.inner().get(name)? {
-            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-            AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-            _ => None,
-        }
-    };
-    let idempotency_key = header_text("idempotency_key")
+    let idempotency_key = headers
+        .and_then(|headers| header_text(headers, "idempotency_key"))
         .or_else(|| delivery.properties.message_id().as_ref().map(|id: &ShortString| id.as_str().to_string()));
     let mut tags = BTreeMap::new();
     if let Some(AMQPValue::FieldTable(table)) = headers.and_then(|h| h.inner().get("tags")) {
@@ -986,6 +1073,8 @@ mod tests {
     #[derive(Default)]
     struct Recorded {
         publications: Vec<(String, String, u64)>,
+        /// The trace headers each publication continued.
+        traces: Vec<Vec<(&'static str, String)>>,
         pushes: Vec<Push>,
         commands: Vec<UserCommand>,
         emulations: Vec<(String, Vec<u8>, bool)>,
@@ -1018,7 +1107,10 @@ mod tests {
     }
 
     impl BrokerEvents for FakeEvents {
-        fn publication(&self, channel: &str, epoch: String, publication: Publication) {
+        fn publication(&self, channel: &str, epoch: String, publication: Publication, trace: TraceContext) {
+            let mut headers = Vec::new();
+            trace.to_headers(|name, value| headers.push((name, value)));
+            self.recorded().traces.push(headers);
             self.recorded().publications.push((channel.into(), epoch, publication.offset));
         }
         fn push(&self, _channel: &str, push: Push) {
@@ -1191,5 +1283,34 @@ mod tests {
         for code in [3503, 3011, 3001, 3500] {
             assert_eq!(disconnect_code(code).code, code);
         }
+    }
+
+    /// A trace travels between nodes as W3C headers beside the envelope:
+    /// what `trace_headers` writes, `header_text` and `TraceContext` read
+    /// back (long or short strings), and a delivery hands it to the node's
+    /// topic. An untraced message has no such headers at all.
+    #[tokio::test]
+    async fn trace_context_travels_in_headers_to_the_topic() {
+        crate::telemetry::enable_for_tests();
+        assert!(trace_headers(&TraceContext::default()).is_none(), "untraced: no headers");
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut incoming = FieldTable::default();
+        incoming.insert("traceparent".into(), AMQPValue::ShortString(parent.into()));
+        incoming.insert("tracestate".into(), AMQPValue::LongString("vendor=x".into()));
+        let trace = TraceContext::from_headers(|name| header_text(&incoming, name));
+        assert!(!trace.is_empty());
+        let headers = trace_headers(&trace).expect("traced: headers");
+        assert_eq!(header_text(&headers, "traceparent").as_deref(), Some(parent));
+        assert_eq!(header_text(&headers, "tracestate").as_deref(), Some("vendor=x"));
+        let malformed = TraceContext::from_headers(|name| (name == "traceparent").then(|| "00-zz-01".to_owned()));
+        assert!(malformed.is_empty(), "a malformed traceparent is ignored");
+
+        let events = FakeEvents::default();
+        let members = Membership::new("me".into());
+        let deliver = Envelope::Deliver { channel: "news".into(), epoch: "E".into(), publication: wire(1) };
+        handle_traced_envelope(&members, &events, deliver, None, trace).await;
+        let recorded = events.recorded();
+        assert_eq!(recorded.traces.len(), 1);
+        assert_eq!(recorded.traces[0][0], ("traceparent", parent.to_owned()));
     }
 }

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
 use crate::config::ChannelOptions;
+use crate::telemetry::TraceContext;
 use crate::topic::{HistoryPage, HistoryQuery, Position, PublishArgs};
 
 pub use crate::metrics::NodeInfo;
@@ -128,8 +129,9 @@ pub trait Broker: Send + Sync + 'static {
 /// from its own tasks; none of them blocks: they cast to topics and sessions,
 /// and the queries answer from this node's state.
 pub trait BrokerEvents: Send + Sync + 'static {
-    /// A publication of `channel` sequenced by its owner, for this node's topic.
-    fn publication(&self, channel: &str, epoch: String, publication: Publication);
+    /// A publication of `channel` sequenced by its owner, for this node's
+    /// topic, with the trace it continues (the owner's `sequence` span).
+    fn publication(&self, channel: &str, epoch: String, publication: Publication, trace: TraceContext);
     /// A join or leave announced by some node, for this node's topic.
     fn push(&self, channel: &str, push: Push);
     /// A command for sessions of this node.

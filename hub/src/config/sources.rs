@@ -44,6 +44,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "token",
     "channel",
     "namespaces",
+    "otel",
 ];
 
 /// String-typed keys: their environment values are taken verbatim (`HUB_API_KEY=123` is the
@@ -61,12 +62,19 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "token.ecdsa_public_key",
     "token.audience",
     "token.issuer",
+    "otel.endpoint",
+    "otel.service_name",
 ];
+
+/// The standard OpenTelemetry variables the hub honours, with their keys.
+const OTEL_VARIABLES: &[(&str, &str)] =
+    &[("OTEL_EXPORTER_OTLP_ENDPOINT", "endpoint"), ("OTEL_SERVICE_NAME", "service_name")];
 
 const ENV_PREFIX: &str = "HUB_";
 const ENV_SOURCE: &str = "environment variable";
 const FLAGS_SOURCE: &str = "command-line flag";
 const DEV_SOURCE: &str = "--dev preset";
+const OTEL_ENV_SOURCE: &str = "OpenTelemetry environment variable";
 const DEFAULTS_SOURCE: &str = "built-in defaults";
 
 /// The `--dev` preset: everything on, so the SDK examples work against a bare `hub --dev`.
@@ -156,6 +164,31 @@ pub(super) fn env_layer<I: IntoIterator<Item = (String, String)>>(env: I) -> Lay
     Layer { metadata, dict }
 }
 
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME` (when not empty)
+/// as `otel.endpoint` and `otel.service_name`, below the `HUB_*` variables.
+pub(super) fn otel_env_layer(env: &[(String, String)]) -> Layer {
+    let mut otel = Dict::new();
+    for (name, value) in env {
+        if let Some((_, key)) = OTEL_VARIABLES.iter().find(|(variable, _)| variable == name) {
+            if !value.trim().is_empty() {
+                otel.insert((*key).to_owned(), Value::from(value.clone()));
+            }
+        }
+    }
+    let mut dict = Dict::new();
+    if !otel.is_empty() {
+        dict.insert("otel".into(), Value::from(otel));
+    }
+    let metadata = Metadata::named(OTEL_ENV_SOURCE).interpolater(|_: &Profile, keys: &[&str]| {
+        let key = keys.last().copied().unwrap_or_default();
+        OTEL_VARIABLES
+            .iter()
+            .find(|(_, k)| *k == key)
+            .map_or_else(|| key.to_owned(), |(variable, _)| (*variable).to_owned())
+    });
+    Layer { metadata, dict }
+}
+
 fn insert_nested(dict: &mut Dict, path: &[String], value: Value) {
     let Some((first, rest)) = path.split_first() else {
         return;
@@ -207,6 +240,11 @@ pub(super) fn flags_layer(args: &ConfigArgs) -> Layer {
     if let Some(url) = &args.amqp_url {
         set("amqp_url", Value::from(url.clone()));
     }
+    if let Some(endpoint) = &args.otel_endpoint {
+        let mut otel = Dict::new();
+        otel.insert("endpoint".into(), Value::from(endpoint.clone()));
+        set("otel", Value::from(otel));
+    }
     if let Some(level) = &args.log_level {
         set("log_level", Value::from(level.clone()));
     }
@@ -232,7 +270,7 @@ pub(super) fn origin(metadata: Option<&Metadata>, path: &[String]) -> String {
     if let Some(Source::File(file)) = &metadata.source {
         return file.display().to_string();
     }
-    if metadata.name == ENV_SOURCE || metadata.name == FLAGS_SOURCE {
+    if metadata.name == ENV_SOURCE || metadata.name == FLAGS_SOURCE || metadata.name == OTEL_ENV_SOURCE {
         return format!("{} {}", metadata.name, metadata.interpolate(&Profile::Default, path));
     }
     metadata.name.to_string()

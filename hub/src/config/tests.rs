@@ -305,6 +305,7 @@ fn top_level_and_string_keys_match_the_struct() {
             audience: Some("a".into()),
             issuer: Some("i".into()),
         },
+        otel: OtelConfig { endpoint: Some("http://collector:4318".into()), ..OtelConfig::default() },
         ..Config::default()
     };
     let value = serde_json::to_value(&config).unwrap();
@@ -321,6 +322,45 @@ fn top_level_and_string_keys_match_the_struct() {
         }
         assert!(v.is_string(), "{key} is not a string key");
     }
+}
+
+/// `[otel]` is off by default; it comes from the file, the standard
+/// `OTEL_*` variables (under `HUB_OTEL__*`), and `--otel-endpoint`; a bad
+/// value names its source.
+#[test]
+fn otel_from_file_standard_env_hub_env_and_flag() {
+    let config = Config::load_from(&ConfigArgs::default(), no_env()).unwrap();
+    assert_eq!(config.otel, OtelConfig { endpoint: None, service_name: "hub".into(), sample_ratio: 1.0 });
+
+    let path = file("[otel]\nendpoint = \"http://file:4318\"\nsample_ratio = 0.25\n");
+    let config = Config::load_from(&with_file(&path), no_env()).unwrap();
+    assert_eq!(config.otel.endpoint.as_deref(), Some("http://file:4318"));
+    assert_eq!(config.otel.sample_ratio, 0.25);
+
+    let standard = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://std:4318"), ("OTEL_SERVICE_NAME", "edge")]);
+    let config = Config::load_from(&with_file(&path), standard.clone()).unwrap();
+    assert_eq!(config.otel.endpoint.as_deref(), Some("http://std:4318"), "the standard variable beats the file");
+    assert_eq!(config.otel.service_name, "edge");
+
+    let mut both = standard.clone();
+    both.extend(env(&[("HUB_OTEL__ENDPOINT", "http://hub:4318")]));
+    let config = Config::load_from(&ConfigArgs::default(), both).unwrap();
+    assert_eq!(config.otel.endpoint.as_deref(), Some("http://hub:4318"), "HUB_OTEL__ENDPOINT beats the standard one");
+
+    let flag = ConfigArgs { otel_endpoint: Some("http://flag:4318".into()), ..ConfigArgs::default() };
+    let config = Config::load_from(&flag, standard).unwrap();
+    assert_eq!(config.otel.endpoint.as_deref(), Some("http://flag:4318"));
+
+    let bad = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://tls:4318")]);
+    let err = Config::load_from(&ConfigArgs::default(), bad).unwrap_err().to_string();
+    assert!(
+        err.contains("OpenTelemetry environment variable OTEL_EXPORTER_OTLP_ENDPOINT")
+            && err.contains("key \"otel.endpoint\"")
+            && err.contains("http://"),
+        "{err}"
+    );
+    let (path, err) = error_text("[otel]\nsample_ratio = 2.0\n");
+    assert!(err.contains(&path) && err.contains("key \"otel.sample_ratio\""), "{err}");
 }
 
 #[test]

@@ -48,6 +48,7 @@ use crate::channel::Channel;
 use crate::config::ChannelOptions;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, PushError};
+use crate::telemetry::TraceContext;
 
 /// How often an idle topic checks whether it can retire.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
@@ -130,6 +131,9 @@ pub struct PublishArgs {
     pub info: Option<ClientInfo>,
     pub tags: BTreeMap<String, String>,
     pub idempotency_key: Option<String>,
+    /// The trace the publication continues (empty when untraced): the
+    /// topic's `publish` span is its child.
+    pub trace: TraceContext,
 }
 
 /// A stream position: the offset of a publication (0 without history) and the epoch.
@@ -163,8 +167,9 @@ pub enum TopicMsg {
     Count(RpcReplyPort<usize>),
     /// Retire when nothing is left to keep.
     IdleCheck,
-    /// Cluster mode: a publication sequenced by the channel's owner (epoch, publication).
-    Deliver(String, Box<Publication>),
+    /// Cluster mode: a publication sequenced by the channel's owner (epoch,
+    /// publication, the trace it continues: the `deliver` span's parent).
+    Deliver(String, Box<Publication>, TraceContext),
     /// Cluster mode: a push to fan out as is (join/leave announced by some node).
     Remote(Box<Push>),
     /// Cluster mode: the result of a sync the replica started: the owner's
@@ -312,7 +317,16 @@ fn handle_message(myself: &ActorRef<TopicMsg>, message: TopicMsg, state: &mut To
                 let _ = reply.send(result);
             }
         },
-        TopicMsg::Deliver(epoch, publication) => {
+        TopicMsg::Deliver(epoch, publication, trace) => {
+            let span = trace.child(|| {
+                tracing::info_span!(
+                    "deliver",
+                    channel = %state.channel,
+                    offset = publication.offset,
+                    subscribers = state.subscribers.len()
+                )
+            });
+            let _entered = span.enter();
             if let Some(replica) = state.replica.as_mut() {
                 let action = replica.deliver(&mut state.stream, epoch, *publication, now);
                 carry_out(state, myself, action, now, context);
@@ -577,7 +591,18 @@ fn answer(state: &mut TopicState, (args, reply): Pending, now: Instant, context:
     let _ = reply.send(result);
 }
 
+/// Sequences and fans out one publication, in a `publish` span (channel,
+/// offset, subscribers) when it is traced.
 fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &TopicContext) -> Position {
+    let span = args.trace.child(|| {
+        tracing::info_span!(
+            "publish",
+            channel = %state.channel,
+            offset = tracing::field::Empty,
+            subscribers = state.subscribers.len()
+        )
+    });
+    let _entered = span.enter();
     if let Some(key) = &args.idempotency_key {
         let window = context.idempotency_window;
         if let Some((at, position)) = state.idempotency.get(key) {
@@ -589,6 +614,7 @@ fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &To
     let mut publication = Publication { data: args.data, info: args.info, tags: args.tags, ..Default::default() };
     let offset = if state.stream.enabled() { state.stream.append(publication.clone(), now) } else { 0 };
     publication.offset = offset;
+    span.record("offset", offset);
     let position = state.position(offset);
     if let Some(key) = args.idempotency_key {
         let window = context.idempotency_window;
@@ -598,6 +624,7 @@ fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &To
     context.metrics.publications.inc();
     let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
     broadcast(state, push, context);
+    tracing::debug!(offset, "published");
     position
 }
 

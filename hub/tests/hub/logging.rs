@@ -1,7 +1,8 @@
 //! Request ids and log spans: `X-Request-ID` is echoed when sane and
 //! generated (a UUID v4) otherwise, on every kind of answer; the log lines
-//! of a connection carry its client id and transport (the `hub` binary with
-//! JSON logs, read from its stderr).
+//! of a connection carry its client id and transport; with OpenTelemetry on,
+//! log lines carry the trace and span ids of the exported spans (the `hub`
+//! binary with JSON logs, read from its stderr).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{raw_response, spawn_hub, test_config, WAIT};
+use crate::otel::{traced_publish, OtlpReceiver, API_KEY};
 use crate::ws_client::WsClient;
 
 /// The value of the `x-request-id` header of a raw response (actix writes
@@ -95,7 +97,7 @@ async fn request_id_is_echoed_or_generated() {
 }
 
 /// The `hub` binary, killed when dropped, with its stderr lines on a channel.
-struct HubProcess {
+pub struct HubProcess {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
@@ -104,9 +106,24 @@ impl HubProcess {
     /// Starts the binary with JSON logs at `hub=debug` on an ephemeral port;
     /// returns it with the address it listens on.
     fn start() -> (HubProcess, SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
+        HubProcess::start_with(&[], &[])
+    }
+
+    /// [`HubProcess::start`] with more flags and environment variables (the
+    /// `OTEL_*` ones of the process are removed first).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> (HubProcess, SocketAddr) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hub"));
+        command
             .args(["--allow-anonymous", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "hub=debug"])
-            .env_remove("RUST_LOG")
+            .args(args)
+            .env_remove("RUST_LOG");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTEL_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -130,8 +147,19 @@ impl HubProcess {
         (hub, addr)
     }
 
+    /// Asks the hub to stop (SIGTERM) and waits until it has exited.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill -TERM: {status}");
+        let deadline = Instant::now() + WAIT;
+        while self.child.try_wait().expect("the hub's status").is_none() {
+            assert!(Instant::now() < deadline, "the hub did not exit within {WAIT:?} of SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The first JSON log line from now on that `matches`, within [`WAIT`].
-    fn wait_for(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         let mut seen = Vec::new();
         loop {
@@ -181,4 +209,33 @@ async fn log_lines_of_a_connection_carry_its_client_id() {
     client.send_raw(Message::text("not a command")).await;
     assert_eq!(client.expect_close().await.0, 3501, "an undecodable frame closes the connection");
     line_of_ours("undecodable frame");
+}
+
+/// With OpenTelemetry on, a line logged inside a traced span carries the
+/// OpenTelemetry `trace_id` and `span_id` first: the trace of the request's
+/// `traceparent`, and the id of the span that is exported (the topic's
+/// `publish` span, a child of the request span).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_of_a_traced_publication_carry_its_ids() {
+    let mut collector = OtlpReceiver::start().await;
+    let endpoint = collector.endpoint();
+    let (mut hub, addr) = HubProcess::start_with(
+        &["--api-key", API_KEY, "--otel-endpoint", &endpoint],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let response = traced_publish(addr, "news", Some(&format!("00-{trace_id}-b7ad6b7169203331-01"))).await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    let line =
+        tokio::task::block_in_place(|| hub.wait_for("published", |line| line["fields"]["message"] == "published"));
+    assert_eq!(line["trace_id"], trace_id, "{line}");
+    let span_id = line["span_id"].as_str().unwrap_or_else(|| panic!("no span_id: {line}")).to_owned();
+    assert!(span_id.len() == 16 && span_id.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+    assert_ne!(span_id, "b7ad6b7169203331", "the hub's own span, not the caller's");
+    let publish = collector.span_named("publish").await;
+    assert_eq!((publish.trace_id.as_str(), publish.span_id.as_str()), (trace_id, span_id.as_str()));
+    hub.terminate();
+    let stopped =
+        tokio::task::block_in_place(|| hub.wait_for("hub stopped", |line| line["fields"]["message"] == "hub stopped"));
+    assert!(stopped.get("trace_id").is_none() && stopped.get("span_id").is_none(), "outside any span: {stopped}");
 }

@@ -10,7 +10,7 @@
 //!   heartbeats (`heartbeat`), tokens (`tokens`), server-side operations
 //!   (`server_side`), shutdown and session leaks (`shutdown`), topic
 //!   retirement (`topics`), request ids and log spans (`logging`), readiness
-//!   (`readiness`).
+//!   (`readiness`), OpenTelemetry export and trace propagation (`otel`).
 //!
 //! Tests run on a multi-thread runtime: topic actors run on the runtime that
 //! starts the hub, sessions on the HTTP server's workers.
@@ -44,6 +44,7 @@ mod logging;
 mod metrics;
 mod openapi;
 mod ordering;
+mod otel;
 mod protocol_tests;
 mod readiness;
 mod recovery;
