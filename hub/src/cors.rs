@@ -9,14 +9,14 @@
 //!   (code 103) before anything runs. The WebSocket handshake applies the
 //!   same [`origin_allowed`] (transport/ws.rs).
 //! - [`protocol`], actix-cors: the CORS protocol for the requests the guard
-//!   let through: a preflight `OPTIONS` is answered (200) with the allowed
+//!   let through: a preflight `OPTIONS` is answered (204, set by the guard) with the allowed
 //!   methods, the requested headers echoed and a 600 s max age; every answer
 //!   to a cross-origin request gets `Access-Control-Allow-Origin` echoing its
 //!   origin, credentials allowed, and `Vary: Origin`.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web;
 
@@ -51,7 +51,7 @@ pub async fn guard(
             .is_some_and(|origins| origin.to_str().is_ok_and(|o| origin_allowed(&origins.0, o, host)));
         if !allowed {
             let refusal = crate::http_error::response(
-                actix_web::http::StatusCode::FORBIDDEN,
+                StatusCode::FORBIDDEN,
                 protocol::codes::PERMISSION_DENIED.code,
                 "origin not allowed",
             );
@@ -59,7 +59,16 @@ pub async fn guard(
             return Ok(ServiceResponse::new(http, refusal));
         }
     }
-    next.call(request).await.map(ServiceResponse::map_into_boxed_body)
+    let preflight =
+        request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = next.call(request).await?.map_into_boxed_body();
+    if preflight && response.status() == StatusCode::OK {
+        // actix-cors answers an accepted preflight 200 with an empty body; the
+        // hub has always said 204 No Content (what Express's cors and most
+        // servers send), and clients may check it.
+        *response.response_mut().status_mut() = StatusCode::NO_CONTENT;
+    }
+    Ok(response)
 }
 
 /// The CORS protocol (`App::wrap(cors::protocol())`, inside [`guard`]):

@@ -49,6 +49,7 @@ impl Engine {
         options: &ChannelOptions,
         mut args: PublishArgs,
     ) -> Result<Position, ErrorCode> {
+        args.accepted.get_or_insert_with(std::time::Instant::now);
         if args.trace.is_empty() {
             // The caller's span (an API request, a client connection) when traced.
             args.trace = TraceContext::current();

@@ -125,6 +125,21 @@ impl Default for Metrics {
             metrics.topic_restarts.clone(),
         );
         registry.register("hub_session_failures", "Session actors that failed", metrics.session_failures.clone());
+        registry.register(
+            "hub_publish_fanout_duration_seconds",
+            "From a publication's acceptance by the node that sequences it to its hand-off to every local subscriber",
+            metrics.publish_fanout.clone(),
+        );
+        registry.register(
+            "hub_api_request_duration_seconds",
+            "Server API calls, from their authorised arrival to their encoded answer, per method",
+            metrics.api_requests.clone(),
+        );
+        registry.register(
+            "hub_broker_round_trip_duration_seconds",
+            "Cluster requests to another node over RabbitMQ until their answer, per operation",
+            metrics.broker_round_trips.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 }

@@ -63,7 +63,7 @@ impl Node {
             Some(url) => {
                 let settings =
                     AmqpSettings { url: url.clone(), prefix: config.amqp_prefix.clone(), shards: config.amqp_shards };
-                Some(Cluster::connect(config.clone(), &settings, &uid).await?)
+                Some(Cluster::connect(config.clone(), &settings, &uid, metrics.clone()).await?)
             }
             None => None,
         };
@@ -267,7 +267,7 @@ struct NodeEvents {
 impl BrokerEvents for NodeEvents {
     fn publication(&self, channel: &str, epoch: String, publication: Publication, trace: TraceContext) {
         if let Some(topic) = self.topics.lookup(channel) {
-            let _ = topic.cast(TopicMsg::Deliver(epoch, Box::new(publication), trace));
+            let _ = topic.cast(TopicMsg::Deliver(epoch, Box::new(publication), trace, Instant::now()));
         }
     }
 

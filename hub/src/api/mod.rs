@@ -31,6 +31,7 @@ mod pattern;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -75,17 +76,37 @@ pub async fn handler(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &node.config)?;
+    let started = Instant::now();
     let name = path.into_inner();
     tracing::debug!(method = %name, "server API call");
-    if name == "batch" {
-        let body = read_body(&request, payload).await?;
-        let request: batch::BatchRequest = methods::parse(&body)?;
-        return json(&batch::run(&node, request).await);
+    let method = Method::from_name(&name);
+    let label = if name == "batch" { Some("batch") } else { method.map(Method::name) };
+    let answer = match method {
+        _ if name == "batch" => run_batch(&request, &node, payload).await,
+        Some(method) => run_call(&request, &node, method, payload).await,
+        None => Err(ApiError::MethodNotFound),
+    };
+    if let Some(label) = label {
+        node.metrics.observe_api_request(label, started.elapsed());
     }
-    let method = Method::from_name(&name).ok_or(ApiError::MethodNotFound)?;
-    let body = read_body(&request, payload).await?;
+    answer
+}
+
+async fn run_batch(request: &HttpRequest, node: &Node, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let body = read_body(request, payload).await?;
+    let batch: batch::BatchRequest = methods::parse(&body)?;
+    json(&batch::run(node, batch).await)
+}
+
+async fn run_call(
+    request: &HttpRequest,
+    node: &Node,
+    method: Method,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(request, payload).await?;
     let call = Call::decode(method, &body)?;
-    let result = call.execute(&node).await?;
+    let result = call.execute(node).await?;
     json(&Outcome::Result(result))
 }
 
@@ -96,9 +117,15 @@ pub async fn handler_batch_root(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &node.config)?;
-    let body = read_body(&request, payload).await?;
-    let replies = legacy::run(&node, &body).await?;
-    Ok(HttpResponse::Ok().content_type(header::ContentType::json()).body(replies))
+    let started = Instant::now();
+    let answer = async {
+        let body = read_body(&request, payload).await?;
+        let replies = legacy::run(&node, &body).await?;
+        Ok(HttpResponse::Ok().content_type(header::ContentType::json()).body(replies))
+    }
+    .await;
+    node.metrics.observe_api_request("legacy", started.elapsed());
+    answer
 }
 
 fn json<T: Serialize>(value: &T) -> Result<HttpResponse, ApiError> {

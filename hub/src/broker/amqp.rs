@@ -50,6 +50,7 @@ use super::owner::ShardOwner;
 use super::{Broker, BrokerEvents, Envelope, NodeInfo, Reply, UserCommand, WireInfo, WirePublication};
 use crate::channel::Channel;
 use crate::config::{ChannelOptions, Config};
+use crate::metrics::Metrics;
 use crate::telemetry::TraceContext;
 use crate::topic::history::HistoryQuery;
 use crate::topic::{HistoryPage, OwnerStream, Position, PublishArgs, Replication};
@@ -180,6 +181,8 @@ pub struct Cluster {
     names: Names,
     shards: u16,
     members: Membership,
+    /// The node's metrics (`hub_broker_round_trip_duration_seconds`).
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -209,6 +212,7 @@ impl Cluster {
         config: Arc<Config>,
         settings: &AmqpSettings,
         uid: &str,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let name = config.node_name.clone();
         let properties = ConnectionProperties::default()
@@ -259,6 +263,7 @@ impl Cluster {
             names,
             shards: settings.shards,
             members: Membership::new(uid.to_string()),
+            metrics,
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
         }))
@@ -399,6 +404,8 @@ impl Cluster {
         envelope: Envelope,
         trace: &TraceContext,
     ) -> Result<Reply, ErrorCode> {
+        let operation = envelope.kind();
+        let started = Instant::now();
         let (id, rx) = self.members.expect_one();
         let sent = self.send_traced(exchange, routing_key, &envelope, Some(id), trace).await;
         let result = match sent {
@@ -410,6 +417,7 @@ impl Cluster {
             Err(code) => Err(code),
         };
         self.members.forget(id);
+        self.metrics.observe_broker_round_trip(operation, started.elapsed());
         result
     }
 
@@ -511,6 +519,8 @@ impl Cluster {
     /// than waited for.
     async fn ask_every_node(&self, query: Envelope) -> Result<Vec<Reply>, ErrorCode> {
         let expected = self.live_nodes().len() + 1;
+        let operation = query.kind();
+        let started = Instant::now();
         let (id, mut rx) = self.members.expect_many(expected);
         let broadcast = self.names.broadcast.clone();
         let sent = self.send(&broadcast, "", &query, Some(id)).await;
@@ -525,6 +535,7 @@ impl Cluster {
             }
         }
         self.members.forget(id);
+        self.metrics.observe_broker_round_trip(operation, started.elapsed());
         sent.map(|()| out)
     }
 

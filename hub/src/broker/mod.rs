@@ -291,6 +291,31 @@ pub enum Envelope {
     ChannelsQuery,
 }
 
+impl Envelope {
+    /// The envelope's kind in snake case (`publish`, `sync`, ...): the
+    /// `operation` label of `hub_broker_round_trip_duration_seconds`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Envelope::Publish { .. } => "publish",
+            Envelope::Sync => "sync",
+            Envelope::History { .. } => "history",
+            Envelope::HistoryRemove => "history_remove",
+            Envelope::Deliver { .. } => "deliver",
+            Envelope::Join { .. } => "join",
+            Envelope::Leave { .. } => "leave",
+            Envelope::Heartbeat(_) => "heartbeat",
+            Envelope::Goodbye { .. } => "goodbye",
+            Envelope::SubscribeUser { .. } => "subscribe_user",
+            Envelope::UnsubscribeUser { .. } => "unsubscribe_user",
+            Envelope::DisconnectUser { .. } => "disconnect_user",
+            Envelope::PresenceQuery { .. } => "presence_query",
+            Envelope::Emulation { .. } => "emulation",
+            Envelope::Reply(_) => "reply",
+            Envelope::ChannelsQuery => "channels_query",
+        }
+    }
+}
+
 /// Answers to requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {

@@ -134,6 +134,9 @@ pub struct PublishArgs {
     /// The trace the publication continues (empty when untraced): the
     /// topic's `publish` span is its child.
     pub trace: TraceContext,
+    /// When the node accepted it (set by the engine): the start of
+    /// `hub_publish_fanout_duration_seconds`.
+    pub accepted: Option<Instant>,
 }
 
 /// A stream position: the offset of a publication (0 without history) and the epoch.
@@ -169,7 +172,7 @@ pub enum TopicMsg {
     IdleCheck,
     /// Cluster mode: a publication sequenced by the channel's owner (epoch,
     /// publication, the trace it continues: the `deliver` span's parent).
-    Deliver(String, Box<Publication>, TraceContext),
+    Deliver(String, Box<Publication>, TraceContext, Instant),
     /// Cluster mode: a push to fan out as is (join/leave announced by some node).
     Remote(Box<Push>),
     /// Cluster mode: the result of a sync the replica started: the owner's
@@ -317,7 +320,7 @@ fn handle_message(myself: &ActorRef<TopicMsg>, message: TopicMsg, state: &mut To
                 let _ = reply.send(result);
             }
         },
-        TopicMsg::Deliver(epoch, publication, trace) => {
+        TopicMsg::Deliver(epoch, publication, trace, received) => {
             let span = trace.child(|| {
                 tracing::info_span!(
                     "deliver",
@@ -329,7 +332,11 @@ fn handle_message(myself: &ActorRef<TopicMsg>, message: TopicMsg, state: &mut To
             let _entered = span.enter();
             if let Some(replica) = state.replica.as_mut() {
                 let action = replica.deliver(&mut state.stream, epoch, *publication, now);
+                let fanout = matches!(action, Action::Fanout(_));
                 carry_out(state, myself, action, now, context);
+                if fanout {
+                    context.metrics.observe_fanout(received.elapsed());
+                }
             }
         }
         TopicMsg::Remote(push) => broadcast(state, *push, context),
@@ -594,6 +601,7 @@ fn answer(state: &mut TopicState, (args, reply): Pending, now: Instant, context:
 /// Sequences and fans out one publication, in a `publish` span (channel,
 /// offset, subscribers) when it is traced.
 fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &TopicContext) -> Position {
+    let accepted = args.accepted;
     let span = args.trace.child(|| {
         tracing::info_span!(
             "publish",
@@ -624,6 +632,9 @@ fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &To
     context.metrics.publications.inc();
     let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
     broadcast(state, push, context);
+    if let Some(accepted) = accepted {
+        context.metrics.observe_fanout(accepted.elapsed());
+    }
     tracing::debug!(offset, "published");
     position
 }

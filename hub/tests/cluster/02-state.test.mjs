@@ -111,6 +111,18 @@ test('history is identical from n1, n2 and n3', { timeout: 60000 }, async () => 
   assert.deepEqual(partial[0].publications.map((p) => p.offset), [5, 6, 7], 'history since offset 4, limit 3');
   assert.deepEqual(partial[1], partial[0], 'history since: n2 equals n1');
   assert.deepEqual(partial[2], partial[0], 'history since: n3 equals n1');
+
+  // n2 is not the owner: each of its publish and history calls was a round
+  // trip to n1 over RabbitMQ, timed in hub_broker_round_trip_duration_seconds.
+  const metrics = await (await fetch(`${n2.url}/metrics`)).text();
+  const count = (operation) => {
+    const line = metrics
+      .split('\n')
+      .find((l) => l.startsWith(`hub_broker_round_trip_duration_seconds_count{operation="${operation}"} `));
+    return line === undefined ? undefined : Number(line.split(' ')[1]);
+  };
+  assert.ok(count('publish') >= 3, `n2 timed its 3 publishes through the owner: ${count('publish')}`);
+  assert.ok(count('history') >= 2, `n2 timed its 2 history calls through the owner: ${count('history')}`);
 });
 
 test('a client cut from n1 recovers on n2 exactly the publications it missed', { timeout: 60000 }, async () => {

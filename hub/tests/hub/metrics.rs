@@ -8,6 +8,8 @@ use protocol::Encoding;
 
 use crate::helpers::{data, eventually, raw_request, spawn_hub, test_config};
 
+const API_KEY: &str = "metrics-key";
+
 /// A plain HTTP/1.1 GET; returns the status code and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     raw_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await
@@ -20,7 +22,7 @@ fn sample(exposition: &str, name: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_clients_subscriptions_and_publications() {
-    let hub = spawn_hub(Config { prometheus: true, ..test_config() }).await;
+    let hub = spawn_hub(Config { prometheus: true, api_key: Some(API_KEY.into()), ..test_config() }).await;
     let (mut alice, _) = hub.connect(Encoding::Json).await;
     let (mut bob, _) = hub.connect(Encoding::Protobuf).await;
     alice.subscribe("news").await;
@@ -44,16 +46,42 @@ async fn metrics_count_clients_subscriptions_and_publications() {
     assert!(sample(&body, "process_resident_memory_bytes").is_some_and(|rss| rss > 1024 * 1024), "{body}");
     let version = format!("hub_build_info{{version=\"{}\",node=\"{}\"}} 1\n", hub::VERSION, hub.node.name());
     assert!(body.contains(&version), "want {version:?} in {body}");
-    // Every sample line belongs to a family declared with # TYPE before it.
-    let mut declared = Vec::new();
+    // Every sample line belongs to a family declared with # TYPE before it:
+    // its own name, or for a histogram its _bucket, _sum and _count series.
+    let mut declared: Vec<(String, String)> = Vec::new();
     for line in body.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            declared.push(rest.split(' ').next().unwrap_or_default().to_string());
+            let mut words = rest.split(' ');
+            let name = words.next().unwrap_or_default().to_string();
+            declared.push((name, words.next().unwrap_or_default().to_string()));
         } else if !line.starts_with('#') {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
-            assert_eq!(declared.last().map(String::as_str), Some(name), "sample without its # TYPE: {line}");
+            let (family, kind) = declared.last().unwrap_or_else(|| panic!("sample before any # TYPE: {line}"));
+            let series = match kind.as_str() {
+                "histogram" => ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s) == Some(family)),
+                _ => name == family,
+            };
+            assert!(series, "sample without its # TYPE: {line} (last declared: {family} {kind})");
         }
     }
+
+    // The latency histograms: each publication handed off to its
+    // subscribers once, and the server API call counted by its method.
+    assert!(body.contains("# TYPE hub_publish_fanout_duration_seconds histogram\n"), "{body}");
+    assert_eq!(sample(&body, "hub_publish_fanout_duration_seconds_count"), Some(3), "{body}");
+    assert_eq!(sample(&body, "hub_publish_fanout_duration_seconds_bucket{le=\"+Inf\"}"), Some(3), "{body}");
+    let (status, _) = raw_request(
+        hub.addr,
+        &format!(
+            "POST /api/info HTTP/1.1\r\nHost: {}\r\nX-API-Key: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+            hub.addr, API_KEY
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = get(hub.addr, "/metrics").await;
+    assert_eq!(sample(&body, "hub_api_request_duration_seconds_count{method=\"info\"}"), Some(1), "{body}");
+    assert_eq!(sample(&body, "hub_api_request_duration_seconds_count{method=\"publish\"}"), None, "{body}");
 
     // A client leaving is counted out.
     bob.close().await;
