@@ -25,6 +25,7 @@ FORBIDDEN = {
     "transport": {"node", "api", "server"},
     "metrics": {"node", "session", "topic", "broker", "transport"},
     "auth": {"config"},
+    "assets": {"config", "node", "session", "topic", "broker", "engine", "transport", "api", "server"},
 }
 
 
