@@ -27,6 +27,7 @@ FORBIDDEN = {
     "auth": {"config"},
     # OpenTelemetry is a leaf that every layer may use: it uses none.
     "telemetry": {"config", "topic", "broker", "engine", "session", "transport", "node", "api", "server", "metrics"},
+    "assets": {"config", "node", "session", "topic", "broker", "engine", "transport", "api", "server"},
 }
 
 

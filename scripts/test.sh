@@ -6,6 +6,9 @@
 # Needs the Rust toolchain, Node.js >= 20 with npm, and the OS package manager; it
 # installs and starts what the tests need itself (RabbitMQ with its consistent-hash
 # plugin, Chromium, npm packages). Steps, in order:
+#   assets      scripts/build-assets.sh                  (the API docs page the hub embeds:
+#               npm ci in clients/api-docs when stale; hub/build.rs would run it too,
+#               but this step shows its output and fails visibly)
 #   build       cargo build --workspace --bins --tests   (debug)
 #   fmt         cargo fmt --all -- --check               (rustfmt.toml's style)
 #   clippy      cargo clippy --workspace --all-targets -- -D warnings
@@ -177,6 +180,8 @@ main() {
   # RabbitMQ and Chromium are ensured by the steps that need them (the cluster
   # and client runners, through scripts/lib.sh).
 
+  # A failure here still lets the build run (without the docs page, whose test then fails).
+  run_step assets bash "$ROOT/scripts/build-assets.sh"
   run_step build build
   if [[ $STEP_RC -ne 0 ]]; then
     skip_step fmt "build failed"

@@ -44,8 +44,12 @@ pub struct Config {
     /// Requests without `Origin` and same-origin requests are always allowed;
     /// others get 403 (WebSocket handshake included).
     pub allowed_origins: Vec<String>,
-    /// A directory served at `/` (e.g. the built Vue demo); `index.html` for `/`.
-    /// Missing directory: a warning at start, nothing served.
+    /// Serve the demo app compiled into the binary at `/` (set by `--dev`);
+    /// `static_dir`, when set, is served instead.
+    pub demo: bool,
+    /// A directory served at `/` (e.g. a rebuilt demo); `index.html` for `/`.
+    /// It takes the place of the embedded demo. Without an `index.html`: a
+    /// warning at start, nothing served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<std::path::PathBuf>,
     /// RabbitMQ URL (`amqp://user:pass@host:5672/%2f`): join every node on the
@@ -177,6 +181,7 @@ impl Default for Config {
             api_key: None,
             allow_anonymous: false,
             allowed_origins: Vec::new(),
+            demo: false,
             static_dir: None,
             amqp_url: None,
             amqp_prefix: "hub".to_owned(),
@@ -253,7 +258,7 @@ pub struct ConfigArgs {
     pub log_level: Option<String>,
     /// Try-out preset: anonymous connect; channels without namespace and namespace "chat"
     /// with publish, subscribe, history (100, 300s), presence, join/leave and forced
-    /// recovery; API key "dev" unless one is given [config: dev].
+    /// recovery; API key "dev" unless one is given; the demo app at / [config: dev].
     #[arg(long, global = true)]
     pub dev: bool,
 }

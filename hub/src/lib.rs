@@ -22,8 +22,11 @@
 //! - `conn`: the accepted socket, giving the HTTP layer's own refusals the JSON shape.
 //! - `cors`, `http_error`: origin policy, one JSON shape for every refusal.
 //! - `request_id`: one id (`X-Request-ID`) and one `tracing` span per HTTP request.
+//! - `assets`: the web files compiled into the binary: the demo at `/`, the API
+//!   docs page at `/api/docs`.
 
 mod api;
+mod assets;
 pub mod auth;
 mod broker;
 mod channel;

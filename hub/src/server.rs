@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::node::Node;
-use crate::{api, transport};
+use crate::{api, assets, transport};
 
 /// A running hub (for `main` and the tests).
 pub struct ServerHandle {
@@ -55,6 +55,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/connection/http_stream", web::post().to(transport::http::http_stream))
         .route("/emulation", web::post().to(transport::http::emulation))
         .route("/connection/uni_sse", web::get().to(transport::uni_sse::handler))
+        // Before the API's routes: /api/docs is a page, not a method.
+        .configure(assets::docs_routes)
         .configure(api::routes)
         .route("/health", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", web::get().to(ready))
@@ -105,13 +107,10 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         stopping: node.stopping(),
         transport_body_limit: node.config.transport_body_limit(),
     });
-    let static_dir = node.config.static_dir.clone().filter(|dir| {
-        let ok = dir.join("index.html").is_file();
-        if !ok {
-            tracing::warn!(dir = %dir.display(), "static_dir has no index.html; nothing served at /");
-        }
-        ok
-    });
+    let site = Site::of(&node.config);
+    if !assets::api_docs_built() {
+        tracing::warn!("built without the API docs page: /api/docs answers 404 (scripts/build-assets.sh)");
+    }
     // actix-web's HttpServer, assembled from its parts so that the HTTP/1
     // service gets an upgrade hook: WebSocket handshakes go to transport::ws,
     // which keeps the socket (see there). Everything else is the App as usual.
@@ -138,9 +137,10 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 // Outermost: every request in its span, every answer with its id.
                 .wrap(actix_web::middleware::from_fn(crate::request_id::middleware))
                 .configure(routes);
-            let app = match &static_dir {
-                Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
-                None => app,
+            let app = match &site {
+                Site::Dir(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
+                Site::Demo => app.configure(assets::demo_routes),
+                Site::Nothing => app,
             };
             let http = HttpService::build()
                 // A client that closes its side is gone: end the request at once,
@@ -182,6 +182,37 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     let task = tokio::spawn(server);
     tracing::info!(node = %node.name(), "listening on http://{addr}");
     Ok(ServerHandle { addr, node, server: handle, draining, task })
+}
+
+/// What the hub serves at `/` (on paths no other route takes).
+#[derive(Clone)]
+enum Site {
+    /// `static_dir`, when set and it has an `index.html`.
+    Dir(std::path::PathBuf),
+    /// The demo compiled into the binary: `demo = true` and no `static_dir`.
+    Demo,
+    /// Nothing: such paths answer 404.
+    Nothing,
+}
+
+impl Site {
+    fn of(config: &Config) -> Site {
+        match (&config.static_dir, config.demo) {
+            (Some(dir), _) if dir.join("index.html").is_file() => {
+                tracing::info!(dir = %dir.display(), "serving static_dir at /");
+                Site::Dir(dir.clone())
+            }
+            (Some(dir), _) => {
+                tracing::warn!(dir = %dir.display(), "static_dir has no index.html; nothing served at /");
+                Site::Nothing
+            }
+            (None, true) => {
+                tracing::info!("serving the demo compiled into the binary at /");
+                Site::Demo
+            }
+            (None, false) => Site::Nothing,
+        }
+    }
 }
 
 /// A listening socket as actix-web makes it: address reuse, backlog 1024.

@@ -33,6 +33,8 @@ export async function startHub(name: string): Promise<HubProcess> {
   mkdirSync(OUTPUT_DIR, { recursive: true });
   const logFile = path.join(OUTPUT_DIR, `${name}.hub.log`);
   const log = createWriteStream(logFile);
+  // `--dev` serves the demo compiled into the binary; HUB_STATIC_DIR serves this dist/ instead,
+  // so the tests run on the build clients/test.sh just made even if the binary predates it.
   const args = ['--dev', '--listen', '127.0.0.1:0', '--ping-interval', '1s', '--pong-timeout', '1s'];
   log.write(`$ HUB_STATIC_DIR=${dist} ${HUB_BIN} ${args.join(' ')}\n`);
   const child: ChildProcess = spawn(HUB_BIN, args, {

@@ -20,6 +20,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "api_key",
     "allow_anonymous",
     "allowed_origins",
+    "demo",
     "static_dir",
     "amqp_url",
     "amqp_prefix",
@@ -93,9 +94,8 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
     dict.insert("api_key".into(), Value::from("dev"));
     dict.insert("prometheus".into(), Value::from(true));
     dict.insert("allowed_origins".into(), Value::from(vec![Value::from("*")]));
-    // The Vue demo, when built (`npm run build` in clients/demo), relative to
-    // the directory the hub runs in (the repository root for `cargo run`).
-    dict.insert("static_dir".into(), Value::from("clients/demo/dist"));
+    // The Vue demo at `/`, from the binary (any working directory).
+    dict.insert("demo".into(), Value::from(true));
     dict.insert("channel".into(), channel_value(&everything));
     let mut namespaces = Dict::new();
     namespaces.insert("chat".into(), channel_value(&everything));

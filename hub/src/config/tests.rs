@@ -91,6 +91,23 @@ fn dev_preset() {
     assert_eq!(config.channel_options("chat:room"), Some(&dev_options()));
     assert_eq!(config.channel_options("news"), Some(&dev_options()));
     assert_eq!(config.channel_options("other:x"), None);
+    // The embedded demo at `/`, whatever the working directory.
+    assert!(config.demo);
+    assert_eq!(config.static_dir, None);
+}
+
+#[test]
+fn demo_is_off_by_default_and_the_dev_preset_one_can_be_switched_off() {
+    assert!(!Config::load_from(&ConfigArgs::default(), no_env()).unwrap().demo);
+    let config = load_text("demo = true\n").1.unwrap();
+    assert!(config.demo && !config.dev);
+    let args = ConfigArgs { dev: true, ..ConfigArgs::default() };
+    let config = Config::load_from(&args, env(&[("HUB_DEMO", "false")])).unwrap();
+    assert!(config.dev && !config.demo);
+    // static_dir beside the preset's demo: the server serves the directory instead.
+    let config = Config::load_from(&args, env(&[("HUB_STATIC_DIR", "site")])).unwrap();
+    assert!(config.demo);
+    assert_eq!(config.static_dir.as_deref(), Some(std::path::Path::new("site")));
 }
 
 #[test]

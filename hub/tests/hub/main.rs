@@ -10,7 +10,8 @@
 //!   heartbeats (`heartbeat`), tokens (`tokens`), server-side operations
 //!   (`server_side`), shutdown and session leaks (`shutdown`), topic
 //!   retirement (`topics`), request ids and log spans (`logging`), readiness
-//!   (`readiness`), OpenTelemetry export and trace propagation (`otel`).
+//!   (`readiness`), OpenTelemetry export and trace propagation (`otel`), the web
+//!   files compiled into the binary (`assets`).
 //!
 //! Tests run on a multi-thread runtime: topic actors run on the runtime that
 //! starts the hub, sessions on the HTTP server's workers.
@@ -36,6 +37,7 @@ mod helpers;
 mod ws_client;
 
 mod api_live;
+mod assets;
 mod cors;
 mod heartbeat;
 mod http_transports;
