@@ -34,9 +34,11 @@ const BATCH_CONCURRENCY: usize = 64;
 pub struct BatchRequest {
     /// Each command as its JSON text, decoded one by one ([`decode_command`]):
     /// an object with one key naming the method, its value the method's
-    /// request, e.g. `{"publish": {"channel": "news", "data": {}}}`.
+    /// request, e.g. `{"publish": {"channel": "news", "data": {}}}`. Any other
+    /// value is not refused as a whole: its reply is an `error` (107, or 104
+    /// when it names no method).
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Value>)]
     pub commands: Vec<Box<RawValue>>,
     /// Run the commands concurrently (replies keep the commands' order).
     pub parallel: Option<bool>,

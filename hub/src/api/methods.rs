@@ -101,6 +101,7 @@ impl Method {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PublishRequest {
+    #[schema(min_length = 1)]
     pub channel: String,
     /// Any JSON value, `null` included (kept as its text); required unless
     /// `b64data` is given.
@@ -109,6 +110,7 @@ pub struct PublishRequest {
     pub data: Option<Box<RawValue>>,
     /// Binary data in base64; wins over `data` when not empty. `""` alone
     /// publishes 0 bytes.
+    #[schema(pattern = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$")]
     pub b64data: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
     /// A repeat within `idempotency_window` is accepted once and answers the first offset.
@@ -117,11 +119,14 @@ pub struct PublishRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BroadcastRequest {
+    /// A channel that cannot be published to gets its own `error` response.
+    #[schema(min_items = 1)]
     pub channels: Vec<String>,
     /// As in [`PublishRequest`].
     #[serde(default, deserialize_with = "json_value")]
     #[schema(value_type = Value)]
     pub data: Option<Box<RawValue>>,
+    #[schema(pattern = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$")]
     pub b64data: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
     /// Applies per channel.
@@ -132,10 +137,12 @@ pub struct BroadcastRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UserChannelRequest {
     pub user: String,
+    #[schema(min_length = 1)]
     pub channel: String,
     /// Only this connection of the user.
     pub client: Option<String>,
     /// Not supported (refused when not empty).
+    #[schema(max_length = 0)]
     pub session: Option<String>,
 }
 
@@ -143,10 +150,13 @@ pub struct UserChannelRequest {
 pub struct DisconnectRequest {
     pub user: String,
     pub client: Option<String>,
+    #[serde(default, deserialize_with = "object")]
     pub disconnect: Option<DisconnectSpec>,
     /// Not supported (refused when not empty).
+    #[schema(max_length = 0)]
     pub session: Option<String>,
     /// Not supported (refused when not empty).
+    #[schema(max_items = 0)]
     pub whitelist: Option<Vec<String>>,
 }
 
@@ -154,26 +164,35 @@ pub struct DisconnectRequest {
 /// closes with its own ("force reconnect" or "force disconnect").
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DisconnectSpec {
+    /// 0 or absent: 3503 "force disconnect"; otherwise 3000-4999 ([`disconnect_code`]).
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(schema_with = disconnect_code_schema)]
     pub code: Option<u32>,
 }
 
 /// `presence`, `presence_stats` and `history_remove`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChannelRequest {
+    #[schema(min_length = 1)]
     pub channel: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct HistoryRequest {
+    #[schema(min_length = 1)]
     pub channel: String,
     /// 0 or absent: no publications, the stream position only; negative: all.
+    #[serde(default, deserialize_with = "integer")]
     pub limit: Option<i32>,
+    #[serde(default, deserialize_with = "object")]
     pub since: Option<StreamPosition>,
     pub reverse: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StreamPosition {
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(schema_with = offset_schema)]
     pub offset: Option<u64>,
     /// Empty or absent: the stream's current epoch.
     pub epoch: Option<String>,
@@ -347,6 +366,106 @@ pub fn disconnect_code(spec: Option<&DisconnectSpec>) -> Result<DisconnectCode, 
     let reconnect = code < 3500 || (4000..4500).contains(&code);
     let reason = if reconnect { codes::FORCE_RECONNECT.reason } else { codes::FORCE_NO_RECONNECT.reason };
     Ok(DisconnectCode { code, reason })
+}
+
+/// The schema of [`DisconnectSpec::code`]: what [`disconnect_code`] accepts,
+/// `null`, 0 or 3000-4999.
+fn disconnect_code_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
+    let any_of = AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
+        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).enum_values(Some([0])))
+        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(3000)).maximum(Some(4999)))
+        .build();
+    Schema::AnyOf(any_of)
+}
+
+/// The schema of [`StreamPosition::offset`]: `null` or any u64 (the default
+/// `int64` format would stop at `i64::MAX`, but the hub takes every u64).
+fn offset_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    // A usize is 64 bits on the targets the hub builds for.
+    let max = usize::try_from(u64::MAX).map_or(utoipa::Number::Float(u64::MAX as f64), utoipa::Number::UInt);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(0))
+        .maximum(Some(max))
+        .build()
+}
+
+/// An optional nested object (`since`, `disconnect`): `null` or a JSON object.
+/// serde's derived `Deserialize` would also fill a struct from an array, by
+/// position (`"since": [5, "epoch"]`), which the document does not allow.
+fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOrNull<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOrNull<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("an object or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_map(self)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    deserializer.deserialize_option(ObjectOrNull(std::marker::PhantomData))
+}
+
+/// An optional integer field: `null`, or a JSON number whose value is an integer
+/// in `T`'s range, however it is written. JSON Schema (and so OpenAPI 3.1)
+/// counts `10.0` and `1e1` as the integer 10, so a client may send them.
+fn integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64> + TryFrom<i64>,
+{
+    use serde::de::{Error, Unexpected};
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let expected = std::any::type_name::<T>();
+    let out_of_range = || D::Error::invalid_value(Unexpected::Other(&format!("number {number}")), &expected);
+    if let Some(value) = number.as_u64() {
+        return T::try_from(value).map(Some).map_err(|_| out_of_range());
+    }
+    if let Some(value) = number.as_i64() {
+        return T::try_from(value).map(Some).map_err(|_| out_of_range());
+    }
+    // A float: whole, and within u64 or i64, it converts exactly (`as` only drops
+    // the fraction, which is zero here).
+    let value = number.as_f64().unwrap_or(f64::NAN);
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    const MINUS_TWO_POW_63: f64 = -9_223_372_036_854_775_808.0;
+    if value.fract() != 0.0 || !value.is_finite() {
+        return Err(D::Error::invalid_type(Unexpected::Float(value), &expected));
+    }
+    let converted = if (0.0..TWO_POW_64).contains(&value) {
+        T::try_from(value as u64).ok()
+    } else if (MINUS_TWO_POW_63..0.0).contains(&value) {
+        T::try_from(value as i64).ok()
+    } else {
+        None
+    };
+    converted.map(Some).ok_or_else(out_of_range)
 }
 
 /// A present field as its JSON text, `null` included (serde's `Option` would

@@ -6,7 +6,11 @@
 //! The paths come from [`Method::ALL`] plus `batch`, each through an exhaustive
 //! `match` on its request and result types: a new method cannot be added
 //! without its description. Each `POST /api/<method>` documents:
-//! - the request body (its JSON object);
+//! - the request body (its JSON object; an empty body counts as `{}`, so the
+//!   body is optional where the request has no required field),
+//!   with what the handlers check beyond the types (a channel is not empty,
+//!   `publish` and `broadcast` carry `data` or `b64data`, ...), so that every
+//!   body the document allows is served and every body it forbids is refused;
 //! - 200: `{"result": ...}`, or `{"error": {...}}` when the operation failed
 //!   (HTTP 200, as Centrifugo does); `batch` answers `{"replies": [...]}`;
 //! - 400, 401, 404, 413: the refusals, `{"error": {...}}`;
@@ -16,7 +20,7 @@ use std::sync::OnceLock;
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem, PathsBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema};
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Ref, Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, RefOr, Required, ResponseBuilder};
 use utoipa::OpenApi as _;
@@ -54,6 +58,23 @@ pub const SECURITY_AUTHORIZATION: &str = "AuthorizationApikey";
     Envelope,
 )))]
 struct Schemas;
+
+/// Whether `method`'s body may be left out: an empty body counts as `{}`, which
+/// is a whole request only when the request has no required field.
+fn body_optional(method: Method) -> bool {
+    match method {
+        Method::Channels | Method::Info => true,
+        Method::Publish
+        | Method::Broadcast
+        | Method::Subscribe
+        | Method::Unsubscribe
+        | Method::Disconnect
+        | Method::Presence
+        | Method::PresenceStats
+        | Method::History
+        | Method::HistoryRemove => false,
+    }
+}
 
 /// The names of the request and result schemas of `method`.
 fn schema_names(method: Method) -> (&'static str, &'static str) {
@@ -98,7 +119,7 @@ pub fn document() -> OpenApi {
         let summary = format!("`{}`", method.name());
         paths = paths.path(
             format!("/api/{}", method.name()),
-            operation(method.name(), &summary, request, Schema::OneOf(answer).into()),
+            operation(method.name(), &summary, request, body_optional(method), Schema::OneOf(answer).into()),
         );
     }
     paths = paths.path(
@@ -107,11 +128,19 @@ pub fn document() -> OpenApi {
             "batch",
             "`batch`: several commands, each `{\"<method>\": <request>}`",
             "BatchRequest",
+            true,
             Ref::from_schema_name("BatchResult").into(),
         ),
     );
     doc.paths = paths.build();
     let components = doc.components.get_or_insert_with(Default::default);
+    // `publish` and `broadcast` need `data` (any JSON value, `null` too) or a string `b64data`.
+    for name in ["PublishRequest", "BroadcastRequest"] {
+        if let Some(schema) = components.schemas.remove(name) {
+            let with_data = AllOfBuilder::new().item(schema).item(data_or_b64data()).build();
+            components.schemas.insert(name.to_string(), Schema::AllOf(with_data).into());
+        }
+    }
     components.add_security_scheme(
         SECURITY_X_API_KEY,
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description("X-API-Key", "`X-API-Key: <key>`"))),
@@ -126,8 +155,19 @@ pub fn document() -> OpenApi {
     doc
 }
 
+/// `data` present, or `b64data` present and a string: what `payload` in
+/// [`super::methods`] needs.
+fn data_or_b64data() -> Schema {
+    let b64data = ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+    let any_of = AnyOfBuilder::new()
+        .item(ObjectBuilder::new().required("data"))
+        .item(ObjectBuilder::new().property("b64data", b64data).required("b64data"))
+        .build();
+    Schema::AnyOf(any_of)
+}
+
 /// One `POST` operation: its body, its 200 answer and the refusals.
-fn operation(id: &str, summary: &str, request: &str, answer: RefOr<Schema>) -> PathItem {
+fn operation(id: &str, summary: &str, request: &str, body_optional: bool, answer: RefOr<Schema>) -> PathItem {
     let json = |schema: RefOr<Schema>| ContentBuilder::new().schema(Some(schema)).build();
     let refusal = |description: &str| {
         ResponseBuilder::new()
@@ -140,9 +180,12 @@ fn operation(id: &str, summary: &str, request: &str, answer: RefOr<Schema>) -> P
         .summary(Some(summary))
         .request_body(Some(
             RequestBodyBuilder::new()
-                .description(Some("A JSON object (an empty body counts as `{}`); unknown fields are ignored."))
+                .description(Some(
+                    "A JSON object; unknown fields are ignored. An empty body counts as `{}`, \
+                     so it may be left out where no field is required.",
+                ))
                 .content("application/json", json(Ref::from_schema_name(request).into()))
-                .required(Some(Required::True))
+                .required(Some(if body_optional { Required::False } else { Required::True }))
                 .build(),
         ))
         .response(
