@@ -223,14 +223,14 @@ pub enum Call {
     Info(InfoRequest),
 }
 
-/// Parses a JSON object body; an empty body counts as `{}`.
+/// Parses a JSON object body; an empty body (no byte at all) counts as `{}`.
+/// A body of whitespace only is not JSON, and is refused like any other.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = body.trim_ascii();
     if body.is_empty() {
         return serde_json::from_slice(b"{}").map_err(ApiError::bad_request);
     }
     // serde would also fill a struct from an array, by position.
-    if !body.starts_with(b"{") {
+    if !body.trim_ascii_start().starts_with(b"{") {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
     serde_json::from_slice(body).map_err(ApiError::bad_request)
