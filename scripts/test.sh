@@ -16,6 +16,8 @@
 #   deploy-checks  deploy/check.sh                       (Dockerfile, Kubernetes manifests, compose
 #                  file, Grafana dashboard, systemd unit; linters pinned from PyPI)
 #   rust-tests  cargo test --workspace                   (unit + integration tests)
+#   openapi     scripts/openapi-check.sh                 (the OpenAPI document validated, schemathesis
+#               against a live hub; pinned PyPI tools in a venv)
 #   npm         npm ci in hub/tests/sdk, when node_modules is missing or stale
 #   sdk-tests   node --test hub/tests/sdk/*.test.mjs     (the centrifuge SDK against the hub)
 #   cluster-tests  hub/tests/cluster/run.sh              (three nodes on RabbitMQ: installed with
@@ -189,6 +191,7 @@ main() {
     skip_step layering "build failed"
     skip_step deploy-checks "build failed"
     skip_step rust-tests "build failed"
+    skip_step openapi "build failed"
     skip_step npm "build failed"
     skip_step sdk-tests "build failed"
     summary
@@ -199,6 +202,7 @@ main() {
   run_step layering layering_check
   run_step deploy-checks bash "$ROOT/deploy/check.sh"
   run_step rust-tests rust_tests
+  run_step openapi bash "$ROOT/scripts/openapi-check.sh"
   run_step npm npm_install
   if [[ $STEP_RC -eq 0 ]]; then
     SDK_TESTS_RAN=1

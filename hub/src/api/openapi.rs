@@ -13,7 +13,7 @@
 //!   body the document allows is served and every body it forbids is refused;
 //! - 200: `{"result": ...}`, or `{"error": {...}}` when the operation failed
 //!   (HTTP 200, as Centrifugo does); `batch` answers `{"replies": [...]}`;
-//! - 400, 401, 404, 413: the refusals, `{"error": {...}}`;
+//! - 400, 401, 404, 413, 503 (shutting down): the refusals, `{"error": {...}}`;
 //! - the API key, `X-API-Key: <key>` or `Authorization: apikey <key>`.
 
 use std::sync::OnceLock;
@@ -199,6 +199,7 @@ fn operation(id: &str, summary: &str, request: &str, body_optional: bool, answer
         .response("401", refusal("Unauthorized (101): no API key configured, or a missing or wrong key"))
         .response("404", refusal("Method not found (104)"))
         .response("413", refusal("Limit exceeded (106): the body is larger than 1 MiB"))
+        .response("503", refusal("Not available (108): the hub is shutting down"))
         .security(SecurityRequirement::new(SECURITY_X_API_KEY, Vec::<String>::new()))
         .security(SecurityRequirement::new(SECURITY_AUTHORIZATION, Vec::<String>::new()))
         .build();

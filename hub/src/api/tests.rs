@@ -479,6 +479,98 @@ async fn no_input_makes_a_handler_fail_badly() {
     }
 }
 
+// Found by schemathesis (scripts/openapi-check.sh): serde's derived decoding
+// filled `since` and `disconnect` from an array, by position.
+#[actix_web::test]
+async fn nested_objects_are_objects_or_null() {
+    let node = node(config()).await;
+    let app = app!(node);
+    for (path, body) in [
+        ("/api/history", json!({"channel": "news", "since": [null, null]})),
+        ("/api/history", json!({"channel": "news", "since": [1, ""]})),
+        ("/api/history", json!({"channel": "news", "since": 1})),
+        ("/api/disconnect", json!({"user": "u", "disconnect": [3000]})),
+        ("/api/disconnect", json!({"user": "u", "disconnect": "3000"})),
+    ] {
+        let answer = post!(app, path, body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {body}: {}", answer.text);
+        assert_eq!(error_code(&answer), 107);
+        assert!(answer.text.contains("expected an object or null"), "{path} {body}: {}", answer.text);
+    }
+    // In a batch the command gets the error; the batch itself answers 200.
+    let answer = post!(app, "/api/batch", json!({"commands": [{"history": {"channel": "news", "since": [1, ""]}}]})).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json["replies"][0]["error"]["code"], 107, "{}", answer.text);
+    for (path, body) in [
+        ("/api/history", json!({"channel": "news", "since": null})),
+        ("/api/history", json!({"channel": "news", "since": {}})),
+        ("/api/disconnect", json!({"user": "u", "disconnect": null})),
+        ("/api/disconnect", json!({"user": "u", "disconnect": {}})),
+    ] {
+        ok_result(&post!(app, path, body).await);
+    }
+}
+
+// Found by schemathesis: JSON Schema, so OpenAPI 3.1, counts `2.0` as an
+// integer, and the document's integer fields were refused in that spelling.
+#[actix_web::test]
+async fn integer_fields_take_whole_numbers_in_any_spelling() {
+    let node = node(config()).await;
+    let app = app!(node);
+    let mut epoch = String::new();
+    for n in 1..=3 {
+        let answer = post!(app, "/api/publish", json!({"channel": "news", "data": n})).await;
+        epoch = ok_result(&answer)["epoch"].as_str().unwrap().to_owned();
+    }
+    let history = |body: &str| {
+        actix_test::TestRequest::post().uri("/api/history").insert_header(("X-API-Key", KEY)).set_payload(body.to_owned())
+    };
+    for (body, expected) in [
+        (r#"{"channel":"news","limit":2.0}"#, vec![1, 2]),
+        (r#"{"channel":"news","limit":2e0}"#, vec![1, 2]),
+        (r#"{"channel":"news","limit":-1.0}"#, vec![1, 2, 3]),
+        (r#"{"channel":"news","limit":1e1,"since":{"offset":1.0}}"#, vec![2, 3]),
+        (r#"{"channel":"news","limit":10,"since":{"offset":-0.0}}"#, vec![1, 2, 3]),
+    ] {
+        let answer = answer(actix_test::call_service(&app, history(body).to_request()).await).await;
+        assert_eq!(offsets(ok_result(&answer)), expected, "{body}");
+    }
+    let since = format!(r#"{{"channel":"news","limit":10,"since":{{"offset":2.0,"epoch":"{epoch}"}}}}"#);
+    let answer = answer(actix_test::call_service(&app, history(&since).to_request()).await).await;
+    assert_eq!(offsets(ok_result(&answer)), [3]);
+    for (body, reason) in [
+        (r#"{"channel":"news","limit":2.5}"#, "invalid type: floating point `2.5`, expected i32"),
+        (r#"{"channel":"news","limit":3e9}"#, "expected i32"),
+        (r#"{"channel":"news","limit":2147483648}"#, "invalid value: number 2147483648, expected i32"),
+        (r#"{"channel":"news","limit":"2"}"#, "invalid type: string"),
+        (r#"{"channel":"news","since":{"offset":-1.0}}"#, "expected u64"),
+        (r#"{"channel":"news","since":{"offset":1.8446744073709552e19}}"#, "expected u64"),
+    ] {
+        let answer = answer(actix_test::call_service(&app, history(body).to_request()).await).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.text);
+        assert!(answer.text.contains(reason), "{body}: {}", answer.text);
+    }
+    let answer = post!(app, "/api/disconnect", json!({"user": "u", "disconnect": {"code": 3000.0}})).await;
+    assert_eq!(ok_result(&answer), &json!({}));
+    let answer = post!(app, "/api/disconnect", json!({"user": "u", "disconnect": {"code": 3000.5}})).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+}
+
+// Found by schemathesis: a body of whitespace was taken for an empty one.
+#[actix_web::test]
+async fn only_an_empty_body_counts_as_an_empty_object() {
+    let node = node(config()).await;
+    let app = app!(node);
+    let request = || actix_test::TestRequest::post().uri("/api/info").insert_header(("X-API-Key", KEY));
+    assert_eq!(send!(app, request(), "").await.status, StatusCode::OK);
+    assert_eq!(send!(app, request(), " \r\n{}\n").await.status, StatusCode::OK);
+    for body in ["\r", " ", "\n\t"] {
+        let answer = send!(app, request(), body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body:?}: {}", answer.text);
+        assert_eq!(error_code(&answer), 107);
+    }
+}
+
 #[test]
 fn disconnect_codes_map_to_reconnect_or_not() {
     let spec = |code| DisconnectSpec { code: Some(code) };

@@ -49,7 +49,7 @@ async fn openapi_document_describes_every_method() {
             .collect();
         assert!(named.contains("X-API-Key") && named.contains("AuthorizationApikey"), "{path}: {named:?}");
         assert!(operation["requestBody"]["content"]["application/json"]["schema"].is_object(), "{path}");
-        for status in ["200", "400", "401", "404", "413"] {
+        for status in ["200", "400", "401", "404", "413", "503"] {
             let schema = &operation["responses"][status]["content"]["application/json"]["schema"];
             assert!(schema.is_object(), "{path}: no {status} answer");
         }
@@ -74,6 +74,63 @@ async fn openapi_document_describes_every_method() {
     let required: BTreeSet<&str> =
         error["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
     assert_eq!(required, BTreeSet::from(["code", "message"]));
+
+    hub.shutdown().await;
+}
+
+/// What the handlers check beyond the types is in the document, so that a
+/// body the document allows is served and one it forbids is refused (found by
+/// schemathesis, scripts/openapi-check.sh); the live hub agrees on the bodies
+/// that may be left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_states_what_the_handlers_check() {
+    let config = hub::config::Config { api_key: Some("secret".into()), ..test_config() };
+    let hub = spawn_hub(config).await;
+    let addr = hub.addr;
+    let get = format!("GET /api/openapi.json HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let response = raw_response(addr, &get).await;
+    let (_, body) = response.split_once("\r\n\r\n").expect("a complete response");
+    let doc: Value = serde_json::from_str(body).expect("the document is JSON");
+    let schemas = &doc["components"]["schemas"];
+
+    // An empty body counts as `{}`: it may be left out only where no field is required.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let optional = ["/api/channels", "/api/info", "/api/batch"].contains(&path.as_str());
+        assert_eq!(item["post"]["requestBody"]["required"], !optional, "{path}");
+        let post = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: secret\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let status = if optional { "200" } else { "400" };
+        let answer = raw_response(addr, &post).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{path} without a body: {answer}");
+    }
+
+    // A channel is not empty; broadcast names at least one.
+    for schema in ["ChannelRequest", "HistoryRequest", "UserChannelRequest"] {
+        assert_eq!(schemas[schema]["properties"]["channel"]["minLength"], 1, "{schema}");
+    }
+    for (schema, field) in [("PublishRequest", "channel"), ("BroadcastRequest", "channels")] {
+        let object = &schemas[schema]["allOf"][0];
+        let constraint = if field == "channel" { "minLength" } else { "minItems" };
+        assert_eq!(object["properties"][field][constraint], 1, "{schema}");
+        assert!(object["properties"]["b64data"]["pattern"].is_string(), "{schema}");
+        // `data`, or `b64data` as a string.
+        let either = &schemas[schema]["allOf"][1]["anyOf"];
+        assert_eq!(either[0]["required"], serde_json::json!(["data"]), "{schema}");
+        assert_eq!(either[1]["required"], serde_json::json!(["b64data"]), "{schema}");
+        assert_eq!(either[1]["properties"]["b64data"]["type"], "string", "{schema}");
+    }
+    // Options the hub refuses when given.
+    assert_eq!(schemas["UserChannelRequest"]["properties"]["session"]["maxLength"], 0);
+    assert_eq!(schemas["DisconnectRequest"]["properties"]["session"]["maxLength"], 0);
+    assert_eq!(schemas["DisconnectRequest"]["properties"]["whitelist"]["maxItems"], 0);
+    let codes = schemas["DisconnectSpec"]["properties"]["code"]["anyOf"].as_array().expect("code: anyOf");
+    assert!(codes.iter().any(|c| c["minimum"] == 3000 && c["maximum"] == 4999), "{codes:?}");
+    assert!(codes.iter().any(|c| c["enum"] == serde_json::json!([0])), "{codes:?}");
+    // A stream offset is any u64, not only what fits an int64.
+    assert_eq!(schemas["StreamPosition"]["properties"]["offset"]["maximum"], u64::MAX);
+    // Each batch command is decoded on its own: any value, answered in its reply slot.
+    assert!(schemas["BatchRequest"]["properties"]["commands"]["items"].get("type").is_none());
 
     hub.shutdown().await;
 }
