@@ -498,7 +498,8 @@ async fn nested_objects_are_objects_or_null() {
         assert!(answer.text.contains("expected an object or null"), "{path} {body}: {}", answer.text);
     }
     // In a batch the command gets the error; the batch itself answers 200.
-    let answer = post!(app, "/api/batch", json!({"commands": [{"history": {"channel": "news", "since": [1, ""]}}]})).await;
+    let answer =
+        post!(app, "/api/batch", json!({"commands": [{"history": {"channel": "news", "since": [1, ""]}}]})).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json["replies"][0]["error"]["code"], 107, "{}", answer.text);
     for (path, body) in [
@@ -523,7 +524,10 @@ async fn integer_fields_take_whole_numbers_in_any_spelling() {
         epoch = ok_result(&answer)["epoch"].as_str().unwrap().to_owned();
     }
     let history = |body: &str| {
-        actix_test::TestRequest::post().uri("/api/history").insert_header(("X-API-Key", KEY)).set_payload(body.to_owned())
+        actix_test::TestRequest::post()
+            .uri("/api/history")
+            .insert_header(("X-API-Key", KEY))
+            .set_payload(body.to_owned())
     };
     for (body, expected) in [
         (r#"{"channel":"news","limit":2.0}"#, vec![1, 2]),
@@ -536,8 +540,8 @@ async fn integer_fields_take_whole_numbers_in_any_spelling() {
         assert_eq!(offsets(ok_result(&answer)), expected, "{body}");
     }
     let since = format!(r#"{{"channel":"news","limit":10,"since":{{"offset":2.0,"epoch":"{epoch}"}}}}"#);
-    let answer = answer(actix_test::call_service(&app, history(&since).to_request()).await).await;
-    assert_eq!(offsets(ok_result(&answer)), [3]);
+    let reply = answer(actix_test::call_service(&app, history(&since).to_request()).await).await;
+    assert_eq!(offsets(ok_result(&reply)), [3]);
     for (body, reason) in [
         (r#"{"channel":"news","limit":2.5}"#, "invalid type: floating point `2.5`, expected i32"),
         (r#"{"channel":"news","limit":3e9}"#, "expected i32"),
