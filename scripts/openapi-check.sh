@@ -84,7 +84,8 @@ echo "openapi-spec-validator $OUT/openapi.json"
 
 echo "schemathesis run: every operation, $MAX_EXAMPLES examples, seed $SEED, checks $CHECKS"
 # A hung hub fails each request after --request-timeout; `timeout` bounds the whole run.
-timeout 600 "$bin/schemathesis" --no-color run "$OUT/openapi.json" \
+# From $OUT: schemathesis keeps a cache (.schemathesis/) in its working directory.
+(cd "$OUT" && timeout 600 "$bin/schemathesis" --no-color run "$OUT/openapi.json" \
   --url "http://$addr" \
   --header "X-API-Key: $API_KEY" \
   --checks "$CHECKS" \
@@ -96,7 +97,7 @@ timeout 600 "$bin/schemathesis" --no-color run "$OUT/openapi.json" \
   --workers 2 \
   --request-timeout 10 \
   --continue-on-failure \
-  --report junit --report-dir "$OUT"
+  --report junit --report-dir "$OUT")
 
 kill -0 "$HUB_PID" 2>/dev/null || { echo "the hub died during the run; log: $OUT/hub.log" >&2; exit 1; }
 if grep -n -i -E 'panicked|internal server error' "$OUT/hub.log" >&2; then
