@@ -66,7 +66,9 @@ stop_hub() {
 }
 trap stop_hub EXIT
 
-NO_COLOR=1 "$HUB_BIN" --config "$OUT/hub.toml" >"$OUT/hub.log" 2>&1 &
+# The log exists before the hub starts: the background job opens it only later.
+: >"$OUT/hub.log"
+NO_COLOR=1 "$HUB_BIN" --config "$OUT/hub.toml" >>"$OUT/hub.log" 2>&1 &
 HUB_PID=$!
 addr=""
 for ((i = 0; i < 200; i++)); do
