@@ -16,8 +16,8 @@
 # Environment:
 #   CARGO_TARGET_DIR        honoured; logs and reports go to $CARGO_TARGET_DIR/openapi-check/
 #   HUB_BIN                 the hub binary (default $CARGO_TARGET_DIR/debug/hub)
-#   OPENAPI_MAX_EXAMPLES    test cases per operation and phase (default 100: about 1,500 cases,
-#                           under a minute on 2 cores)
+#   OPENAPI_MAX_EXAMPLES    test cases per operation and phase (default 100: about 1,800 cases,
+#                           some 15 s on 2 cores)
 #   OPENAPI_SEED            the seed of the generated data (default 17)
 
 set -euo pipefail
