@@ -237,17 +237,26 @@ impl Session {
             ttl,
             reply: ReplyTarget::Reply(id),
         };
-        ctx.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await?;
+        // Counted before the call: the topic queues the client's reply itself,
+        // and a client holding its reply must find itself in hub_subscriptions.
+        ctx.metrics.subscriptions.inc();
+        ctx.topics
+            .call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply))
+            .await
+            .inspect_err(|_| {
+                ctx.metrics.subscriptions.dec();
+            })?;
         self.add_subscription(channel, Subscription { server_side: false, expires_at, chan_info });
         // The topic queued the reply itself, ahead of any publication.
         Ok(None)
     }
 
+    /// Records a subscription the topic accepted (already counted in
+    /// `hub_subscriptions` by the caller, before the topic answered).
     fn add_subscription(&mut self, channel: Channel, subscription: Subscription) {
         if let Some(exp) = subscription.expires_at {
             self.schedule_sub_expiry(channel.clone(), exp);
         }
-        self.ctx.metrics.subscriptions.inc();
         self.subs.insert(channel, subscription);
     }
 
@@ -270,12 +279,16 @@ impl Session {
             ttl: None,
             reply: ReplyTarget::Push,
         };
+        ctx.metrics.subscriptions.inc();
         match ctx.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await {
             Ok(_) => self.add_subscription(
                 channel,
                 Subscription { server_side: true, expires_at: None, chan_info: bytes::Bytes::new() },
             ),
-            Err(error) => tracing::warn!(%channel, code = error.code, "server-side subscribe failed"),
+            Err(error) => {
+                ctx.metrics.subscriptions.dec();
+                tracing::warn!(%channel, code = error.code, "server-side subscribe failed")
+            }
         }
     }
 
