@@ -90,7 +90,7 @@ summary() {
   printf '\n==> summary\n'
   local i
   for i in "${!STEP_NAMES[@]}"; do
-    printf '  %-12s %-24s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECONDS[$i]}"
+    printf '  %-14s %-24s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECONDS[$i]}"
   done
   if [[ $FAILED -ne 0 ]]; then
     printf '\nFAILED\n'
