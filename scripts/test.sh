@@ -18,6 +18,9 @@
 #   rust-tests  cargo test --workspace                   (unit + integration tests)
 #   openapi     scripts/openapi-check.sh                 (the OpenAPI document validated, schemathesis
 #               against a live hub; pinned PyPI tools in a venv)
+#   fuzz        scripts/fuzz.sh                          (30 s of cargo fuzz per target: protocol frames,
+#               JSON commands, server API bodies, Last-Event-ID; skipped without a nightly
+#               toolchain; cargo-fuzz installed when missing)
 #   npm         npm ci in hub/tests/sdk, when node_modules is missing or stale
 #   sdk-tests   node --test hub/tests/sdk/*.test.mjs     (the centrifuge SDK against the hub)
 #   cluster-tests  hub/tests/cluster/run.sh              (three nodes on RabbitMQ: installed with
@@ -141,6 +144,8 @@ fmt_check() {
 
 clippy_check() {
   cargo clippy --workspace --all-targets -- -D warnings
+  # The fuzz targets' entry points (hub/src/fuzzing.rs) exist only with this feature.
+  cargo clippy -p hub --lib --features fuzzing -- -D warnings
 }
 
 layering_check() {
@@ -192,6 +197,7 @@ main() {
     skip_step deploy-checks "build failed"
     skip_step rust-tests "build failed"
     skip_step openapi "build failed"
+    skip_step fuzz "build failed"
     skip_step npm "build failed"
     skip_step sdk-tests "build failed"
     summary
@@ -203,6 +209,11 @@ main() {
   run_step deploy-checks bash "$ROOT/deploy/check.sh"
   run_step rust-tests rust_tests
   run_step openapi bash "$ROOT/scripts/openapi-check.sh"
+  if rustup run nightly rustc --version >/dev/null 2>&1; then
+    run_step fuzz bash "$ROOT/scripts/fuzz.sh"
+  else
+    skip_step fuzz "no nightly toolchain: rustup toolchain install nightly"
+  fi
   run_step npm npm_install
   if [[ $STEP_RC -eq 0 ]]; then
     SDK_TESTS_RAN=1

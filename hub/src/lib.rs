@@ -34,6 +34,8 @@ pub mod config;
 mod conn;
 mod cors;
 mod engine;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http_error;
 mod limits;
 pub mod metrics;

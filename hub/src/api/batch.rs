@@ -46,7 +46,7 @@ pub struct BatchRequest {
 
 /// Decodes one batch command: an object with one key naming the method, e.g.
 /// `{"publish": {...}}`. Errors as in the module docs.
-fn decode_command(command: &RawValue) -> Result<Call, ApiError> {
+pub(super) fn decode_command(command: &RawValue) -> Result<Call, ApiError> {
     let not_an_object = || ApiError::bad_request("a command must be an object naming one method");
     if !command.get().starts_with('{') {
         return Err(not_an_object());

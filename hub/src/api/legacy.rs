@@ -17,7 +17,7 @@ use super::methods::{Call, Method, MethodResult};
 use crate::node::Node;
 
 #[derive(Debug, Deserialize)]
-struct Command {
+pub(super) struct Command {
     id: Option<u32>,
     method: Option<serde_json::Value>,
     params: Option<Box<RawValue>>,
@@ -47,7 +47,7 @@ fn method_of(value: Option<&serde_json::Value>) -> Result<Method, ApiError> {
 }
 
 impl Command {
-    fn decode(&self) -> Result<Call, ApiError> {
+    pub(super) fn decode(&self) -> Result<Call, ApiError> {
         let method = method_of(self.method.as_ref())?;
         let params = self.params.as_ref().map_or("{}", |raw| raw.get());
         Call::decode(method, params.as_bytes())

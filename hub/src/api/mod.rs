@@ -197,3 +197,30 @@ async fn read_body(request: &HttpRequest, mut payload: web::Payload) -> Result<w
     }
     Ok(body.freeze())
 }
+
+/// Decodes a server API body as the hub would, without running it (the
+/// `api_request` fuzz target, feature `fuzzing`): `form` 0 is `POST
+/// /api/<method>` for method `selector` of [`Method::ALL`], 1 is
+/// `/api/batch`, 2 is the legacy `POST /api`. Returns how many calls decoded;
+/// every refusal is an [`ApiError`] whose answer is a 4xx, or a 200 carrying
+/// an error (never a 5xx).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_only(form: u8, selector: u8, body: &[u8]) -> Result<usize, ApiError> {
+    match form % 3 {
+        0 => {
+            let method = Method::ALL[usize::from(selector) % Method::ALL.len()];
+            Call::decode(method, body).map(|_| 1)
+        }
+        1 => {
+            let request: batch::BatchRequest = methods::parse(body)?;
+            Ok(request.commands.iter().filter(|command| batch::decode_command(command).is_ok()).count())
+        }
+        _ => {
+            let commands = serde_json::Deserializer::from_slice(body)
+                .into_iter::<legacy::Command>()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ApiError::bad_request)?;
+            Ok(commands.iter().filter(|command| command.decode().is_ok()).count())
+        }
+    }
+}

@@ -241,7 +241,7 @@ impl UniState {
 /// surrogate pairs beyond the BMP), which any JSON parser reads back as the
 /// same string. Non-ASCII characters only occur inside strings in serde_json's
 /// output, where such an escape is valid.
-fn ascii_json(json: &str) -> String {
+pub(crate) fn ascii_json(json: &str) -> String {
     if json.is_ascii() {
         return json.to_string();
     }
@@ -262,7 +262,7 @@ fn ascii_json(json: &str) -> String {
 /// The positions of a `Last-Event-ID` (`[[channel, epoch, offset], ...]`)
 /// and whether all of it could be read: bytes that are not UTF-8 or not such
 /// an array give none, and entries of another shape are skipped.
-fn parse_last_event_id(value: &[u8]) -> (Vec<(String, String, u64)>, bool) {
+pub(crate) fn parse_last_event_id(value: &[u8]) -> (Vec<(String, String, u64)>, bool) {
     let Some(entries) =
         std::str::from_utf8(value).ok().and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(text).ok())
     else {
