@@ -102,6 +102,9 @@ pub const INSUFFICIENT_STATE: DisconnectCode = DisconnectCode::new(3010, "insuff
 pub const FORCE_RECONNECT: DisconnectCode = DisconnectCode::new(3011, "force reconnect");
 /// No pong arrived within the pong timeout after a server ping.
 pub const NO_PONG: DisconnectCode = DisconnectCode::new(3012, "no pong");
+/// The client kept sending commands while over its command rate
+/// (`client_command_rate`): reconnect after a backoff.
+pub const TOO_MANY_REQUESTS_DISCONNECT: DisconnectCode = DisconnectCode::new(3013, "too many requests");
 /// The connection token is invalid.
 pub const INVALID_TOKEN: DisconnectCode = DisconnectCode::new(3500, "invalid token");
 /// The client sent something that is not the protocol.
@@ -110,6 +113,8 @@ pub const BAD_REQUEST_DISCONNECT: DisconnectCode = DisconnectCode::new(3501, "ba
 pub const STALE: DisconnectCode = DisconnectCode::new(3502, "stale");
 /// Disconnected by the server API, do not reconnect.
 pub const FORCE_NO_RECONNECT: DisconnectCode = DisconnectCode::new(3503, "force disconnect");
+/// A connection limit (per node, per user, per client address) was reached.
+pub const CONNECTION_LIMIT: DisconnectCode = DisconnectCode::new(3504, "connection limit");
 /// Too many subscriptions on one connection.
 pub const CHANNEL_LIMIT: DisconnectCode = DisconnectCode::new(3505, "channel limit");
 /// The client is not allowed on this server.

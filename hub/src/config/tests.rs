@@ -315,6 +315,7 @@ fn top_level_and_string_keys_match_the_struct() {
         api_key: Some("k".into()),
         static_dir: Some("dist".into()),
         amqp_url: Some("amqp://localhost".into()),
+        client_ip_header: Some("X-Real-IP".into()),
         token: TokenConfig {
             hmac_secret: Some("s".into()),
             rsa_public_key: Some("r".into()),

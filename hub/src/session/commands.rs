@@ -12,9 +12,10 @@ use std::time::Duration;
 use protocol::codes::{self, ErrorCode, UnsubscribeCode};
 use protocol::proto::{self, ClientInfo, Command, Push, Reply};
 
-use super::{ttl_until, Session, SessionEntry, Subscription};
+use super::{ttl_until, Session, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
+use crate::quota::Refusal;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
@@ -41,6 +42,9 @@ impl Session {
         if id == 0 && command.send.is_none() {
             // Every command but `send` and the pong expects a reply, so needs an id.
             return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
+        }
+        if command.connect.is_none() && !self.command_allowed(id) {
+            return;
         }
         let result: Handled = if let Some(request) = command.connect {
             return self.connect(id, request).await;
@@ -88,6 +92,36 @@ impl Session {
         }
     }
 
+    /// `client_command_rate`: takes a token for a command of a connected
+    /// client. Without one the command is refused with error 111 (an async
+    /// `send` silently); past `client_command_rate_disconnect_after` refusals
+    /// in a row, the client is closed with 3013 instead.
+    fn command_allowed(&mut self, id: u32) -> bool {
+        let Some(bucket) = self.command_bucket.as_mut() else { return true };
+        if bucket.take(tokio::time::Instant::now()) {
+            self.refused_in_row = 0;
+            return true;
+        }
+        let metrics = self.ctx.metrics.clone();
+        let disconnect_after = self.ctx.config.client_command_rate_disconnect_after;
+        if disconnect_after > 0 && self.refused_in_row >= disconnect_after {
+            metrics.limit_refused(Refusal::CommandRateDisconnect);
+            tracing::info!(refused = self.refused_in_row, "disconnected: over client_command_rate");
+            self.disconnect(codes::TOO_MANY_REQUESTS_DISCONNECT);
+            return false;
+        }
+        self.refused_in_row += 1;
+        metrics.limit_refused(Refusal::CommandRate);
+        if id != 0 {
+            self.send(&Reply {
+                id,
+                error: Some(codes::TOO_MANY_REQUESTS.temporary().to_proto()),
+                ..Default::default()
+            });
+        }
+        false
+    }
+
     async fn connect(&mut self, id: u32, request: proto::ConnectRequest) {
         if self.client.is_some() {
             return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
@@ -120,15 +154,28 @@ impl Session {
         };
         if channels.len() + uni_channels > ctx.config.max_channels_per_client {
             tracing::info!(channels = channels.len() + uni_channels, "connect refused: over max_channels_per_client");
+            ctx.metrics.limit_refused(Refusal::Channels);
             return self.disconnect(codes::CHANNEL_LIMIT);
         }
         let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        let user: Arc<str> = Arc::from(user);
+        let registered = ctx.registry.try_register(
+            client.clone(),
+            self.myself.clone(),
+            user.clone(),
+            self.ip,
+            ctx.connection_limits(),
+        );
+        if let Err(refusal) = registered {
+            ctx.metrics.limit_refused(refusal);
+            tracing::info!(limit = refusal.label(), ip = ?self.ip, %user, "connect refused: connection limit");
+            return self.disconnect(refusal.disconnect().unwrap_or(codes::CONNECTION_LIMIT));
+        }
         self.client = Some(client.clone());
-        self.user = Arc::from(user);
+        self.user = user;
         self.span.record("client", &*client).record("user", &*self.user);
         self.conn_info = info;
         self.expires_at = expires_at;
-        ctx.registry.register(client.clone(), SessionEntry { actor: self.myself.clone(), user: self.user.clone() });
         let ping = ctx.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
         let ttl = expires_at.map(ttl_until);
         let result = proto::ConnectResult {
@@ -202,6 +249,7 @@ impl Session {
             return Err(codes::ALREADY_SUBSCRIBED);
         }
         if self.subs.len() >= ctx.config.max_channels_per_client {
+            ctx.metrics.limit_refused(Refusal::Channels);
             return Err(codes::LIMIT_EXCEEDED);
         }
         let mut expires_at = None;
@@ -257,6 +305,7 @@ impl Session {
             return;
         }
         if self.subs.len() >= self.ctx.config.max_channels_per_client {
+            self.ctx.metrics.limit_refused(Refusal::Channels);
             tracing::warn!(%channel, "server-side subscribe skipped: the client is at max_channels_per_client");
             return;
         }

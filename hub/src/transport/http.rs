@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::stream::{self, Framing};
-use super::Inflight;
+use super::{client_ip, Inflight};
 use crate::outbox::Outbox;
 use crate::session::{connection_span, EmulationError, SessionContext, SessionMsg, TransportKind};
 
@@ -82,17 +82,24 @@ pub struct SseQuery {
 
 /// `GET /connection/sse`.
 pub async fn sse_get(
+    req: HttpRequest,
     query: web::Query<SseQuery>,
     ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let connect =
         query.cf_connect.as_deref().ok_or_else(|| HttpTransportError::BadRequest("cf_connect is required".into()))?;
-    start(ctx.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse).await
+    let ip = client_ip(&ctx, &req);
+    start(ctx.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse, ip).await
 }
 
 /// `POST /connection/sse` (the connect command as body).
-pub async fn sse_post(body: Bytes, ctx: web::Data<Arc<SessionContext>>) -> Result<HttpResponse, HttpTransportError> {
-    start(ctx.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse).await
+pub async fn sse_post(
+    req: HttpRequest,
+    body: Bytes,
+    ctx: web::Data<Arc<SessionContext>>,
+) -> Result<HttpResponse, HttpTransportError> {
+    let ip = client_ip(&ctx, &req);
+    start(ctx.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse, ip).await
 }
 
 /// `POST /connection/http_stream`.
@@ -102,7 +109,8 @@ pub async fn http_stream(
     ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let framing = if is_protobuf(&req) { Framing::Protobuf } else { Framing::JsonLines };
-    start(ctx.get_ref().clone(), &body, framing, TransportKind::HttpStream).await
+    let ip = client_ip(&ctx, &req);
+    start(ctx.get_ref().clone(), &body, framing, TransportKind::HttpStream, ip).await
 }
 
 fn is_protobuf(req: &HttpRequest) -> bool {
@@ -117,6 +125,7 @@ async fn start(
     connect: &[u8],
     framing: Framing,
     kind: TransportKind,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<HttpResponse, HttpTransportError> {
     if ctx.is_shutting_down() {
         return Err(HttpTransportError::Unavailable);
@@ -131,7 +140,7 @@ async fn start(
     let inflight = Arc::new(Inflight::default());
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let session = ctx
-        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())), connection_span(kind))
+        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())), connection_span(kind), ip)
         .await
         .map_err(|_| HttpTransportError::Unavailable)?;
     let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));

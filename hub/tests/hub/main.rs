@@ -48,6 +48,7 @@ mod openapi;
 mod ordering;
 mod otel;
 mod protocol_tests;
+mod quota;
 mod readiness;
 mod recovery;
 mod server_side;
