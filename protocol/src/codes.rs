@@ -36,6 +36,10 @@ impl ErrorCode {
 
 /// Something failed inside the server.
 pub const INTERNAL: ErrorCode = ErrorCode::new(100, "internal server error");
+/// The keys to verify a token could not be had now (the JWKS endpoint is
+/// unreachable or slow): code 100, temporary, so the client retries.
+pub const KEYS_UNAVAILABLE: ErrorCode =
+    ErrorCode { code: 100, message: "internal server error: token keys unavailable", temporary: true };
 /// The connection is not authenticated (or not connected yet).
 pub const UNAUTHORIZED: ErrorCode = ErrorCode::new(101, "unauthorized");
 /// The channel's namespace does not exist, or the name is invalid.

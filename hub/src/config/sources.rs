@@ -71,6 +71,7 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "token.ecdsa_public_key",
     "token.audience",
     "token.issuer",
+    "token.jwks_url",
     "otel.endpoint",
     "otel.service_name",
 ];

@@ -63,9 +63,9 @@ impl Session {
         } else if command.ping.is_some() {
             Ok(Some(Reply { ping: Some(proto::PingResult {}), ..Default::default() }))
         } else if let Some(request) = command.refresh {
-            self.refresh(request)
+            self.refresh(request).await
         } else if let Some(request) = command.sub_refresh {
-            self.sub_refresh(request)
+            self.sub_refresh(request).await
         } else if command.send.is_some() && id == 0 {
             tracing::debug!(client = %self.client_id(), "async message ignored: no handler for `send`");
             return;
@@ -128,10 +128,15 @@ impl Session {
         }
         let ctx = self.ctx.clone();
         let (user, expires_at, info, channels) = if !request.token.is_empty() {
-            match ctx.verifier.verify_connect(&request.token) {
+            match ctx.verifier.verify_connect(&request.token).await {
                 Ok(claims) => (claims.user, claims.expires_at, claims.info.unwrap_or_default(), claims.channels),
                 Err(TokenError::Expired) => {
                     self.send(&Reply { id, error: Some(codes::TOKEN_EXPIRED.to_proto()), ..Default::default() });
+                    return;
+                }
+                Err(TokenError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, "connect refused for now: token keys unavailable");
+                    self.send(&Reply { id, error: Some(codes::KEYS_UNAVAILABLE.to_proto()), ..Default::default() });
                     return;
                 }
                 Err(TokenError::Invalid(reason)) => {
@@ -255,7 +260,7 @@ impl Session {
         let mut expires_at = None;
         let mut chan_info = bytes::Bytes::new();
         if !request.token.is_empty() {
-            match ctx.verifier.verify_subscribe(&request.token) {
+            match ctx.verifier.verify_subscribe(&request.token).await {
                 Ok(claims) => {
                     if claims.channel != channel.as_str() || claims.user != *self.user {
                         return Err(codes::PERMISSION_DENIED);
@@ -264,6 +269,10 @@ impl Session {
                     chan_info = claims.info.unwrap_or_default();
                 }
                 Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+                Err(TokenError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, channel = %channel, "subscribe refused for now: token keys unavailable");
+                    return Err(codes::KEYS_UNAVAILABLE);
+                }
                 // As Centrifugo: a subscription token that does not verify refuses
                 // this subscription only (103); the connection and its other
                 // subscriptions stay.
@@ -428,10 +437,14 @@ impl Session {
         Ok(Some(reply))
     }
 
-    fn refresh(&mut self, request: proto::RefreshRequest) -> Handled {
-        let claims = match self.ctx.verifier.verify_connect(&request.token) {
+    async fn refresh(&mut self, request: proto::RefreshRequest) -> Handled {
+        let claims = match self.ctx.verifier.verify_connect(&request.token).await {
             Ok(claims) => claims,
             Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+            Err(TokenError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "refresh refused for now: token keys unavailable");
+                return Err(codes::KEYS_UNAVAILABLE);
+            }
             Err(TokenError::Invalid(_)) => {
                 self.disconnect(codes::INVALID_TOKEN);
                 return Ok(None);
@@ -455,14 +468,18 @@ impl Session {
         Ok(Some(Reply { refresh: Some(result), ..Default::default() }))
     }
 
-    fn sub_refresh(&mut self, request: proto::SubRefreshRequest) -> Handled {
+    async fn sub_refresh(&mut self, request: proto::SubRefreshRequest) -> Handled {
         let (channel, _) = Channel::parse(&request.channel, &self.ctx.config)?;
         if !self.subs.contains_key(&channel) {
             return Err(codes::PERMISSION_DENIED);
         }
-        let claims = match self.ctx.verifier.verify_subscribe(&request.token) {
+        let claims = match self.ctx.verifier.verify_subscribe(&request.token).await {
             Ok(claims) => claims,
             Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+            Err(TokenError::Unavailable(reason)) => {
+                tracing::warn!(%reason, channel = %channel, "sub_refresh refused for now: token keys unavailable");
+                return Err(codes::KEYS_UNAVAILABLE);
+            }
             // Like a refused subscribe: 103 for this subscription, the connection
             // stays (Centrifugo disconnects with 3500 here; a bad subscription
             // token must not end every other subscription). Unrefreshed, the

@@ -47,6 +47,9 @@ pub enum HttpTransportError {
     Unavailable,
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The token's keys could not be had now (JWKS unreachable): retry later.
+    #[error("{0}")]
+    KeysUnavailable(String),
     /// A per-client limit (e.g. `max_channels_per_client`) the request would pass.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
@@ -57,7 +60,9 @@ impl ResponseError for HttpTransportError {
         match self {
             HttpTransportError::BadRequest(_) | HttpTransportError::LimitExceeded(_) => StatusCode::BAD_REQUEST,
             HttpTransportError::UnknownNode | HttpTransportError::UnknownSession => StatusCode::NOT_FOUND,
-            HttpTransportError::Busy | HttpTransportError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpTransportError::Busy | HttpTransportError::Unavailable | HttpTransportError::KeysUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HttpTransportError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
@@ -69,6 +74,7 @@ impl ResponseError for HttpTransportError {
             HttpTransportError::Busy => 111,
             HttpTransportError::Unavailable => 108,
             HttpTransportError::Unauthorized(_) => 101,
+            HttpTransportError::KeysUnavailable(_) => 100,
             HttpTransportError::LimitExceeded(_) => 106,
         };
         crate::http_error::response(self.status_code(), code, self)

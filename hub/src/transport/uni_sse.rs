@@ -92,8 +92,9 @@ pub async fn handler(
         }
         Vec::new()
     } else {
-        match ctx.verifier.verify_connect(&connect.token) {
+        match ctx.verifier.verify_connect(&connect.token).await {
             Ok(claims) => claims.channels,
+            Err(error) if error.is_temporary() => return Err(HttpTransportError::KeysUnavailable(error.to_string())),
             Err(error) => return Err(HttpTransportError::Unauthorized(error.to_string())),
         }
     };

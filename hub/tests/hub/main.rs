@@ -41,6 +41,7 @@ mod assets;
 mod cors;
 mod heartbeat;
 mod http_transports;
+mod jwks;
 mod limits;
 mod logging;
 mod metrics;

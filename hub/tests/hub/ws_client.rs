@@ -204,6 +204,21 @@ impl WsClient {
         }
     }
 
+    /// Waits for the reply to command `id`, or the close frame that comes
+    /// instead: `Err((code, reason))`.
+    pub async fn reply_or_close(&mut self, id: u32) -> Result<Reply, (u16, String)> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(at) = self.inbox.iter().position(|r| r.id == id) {
+                return Ok(self.inbox.remove(at).expect("the position is in range"));
+            }
+            if let Some(closed) = &self.closed {
+                return Err(closed.clone());
+            }
+            self.read(&format!("the reply to command {id} or a close"), deadline).await;
+        }
+    }
+
     /// Waits for the next reply of any kind (push or command reply), in arrival order.
     pub async fn recv_any(&mut self) -> Reply {
         let deadline = Instant::now() + WAIT;
