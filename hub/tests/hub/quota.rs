@@ -99,10 +99,39 @@ async fn the_node_connection_limit_refuses_one_past_it_with_3504() {
     assert_eq!(refusals(&hub, Refusal::NodeConnections), 3);
     assert_eq!(hub.node.client_count(), 2);
 
+    // uni_sse: the stream carries the same disconnect.
+    let head = format!("GET /connection/uni_sse?channel=news HTTP/1.1\r\nHost: {}\r\n\r\n", hub.addr);
+    let mut uni = TcpStream::connect(hub.addr).await.expect("connect to the hub");
+    uni.write_all(head.as_bytes()).await.expect("send");
+    let mut seen = String::new();
+    read_until(&mut uni, &mut seen, |text| text.contains(r#""disconnect":{"code":3504"#).then_some(())).await;
+    assert_eq!(refusals(&hub, Refusal::NodeConnections), 4);
+
     first.close().await;
     wait_until("the first client to be gone", || hub.node.client_count() == 1).await;
     let third = connected_ws(hub.addr, "", &[]).await;
     drop((second, third));
+    hub.shutdown().await;
+}
+
+/// Twenty clients connecting at once against `client_connection_limit = 7`:
+/// exactly seven get in, the others are refused with 3504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_never_pass_the_limit() {
+    let hub = crate::helpers::spawn_hub(Config { client_connection_limit: 7, ..test_config() }).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(WsClient::open(hub.addr, Encoding::Json).await);
+    }
+    for client in &mut clients {
+        client.send(&[Command { id: 1, connect: Some(proto::ConnectRequest::default()), ..Default::default() }]).await;
+    }
+    let outcomes = futures_util::future::join_all(clients.iter_mut().map(|c| c.reply_or_close(1))).await;
+    let connected = outcomes.iter().filter(|o| o.as_ref().is_ok_and(|r| r.connect.is_some())).count();
+    let refused = outcomes.iter().filter(|o| matches!(o, Err((3504, _)))).count();
+    assert_eq!((connected, refused), (7, 13), "{outcomes:?}");
+    assert_eq!(hub.node.client_count(), 7);
+    assert_eq!(refusals(&hub, Refusal::NodeConnections), 13);
     hub.shutdown().await;
 }
 
