@@ -17,7 +17,7 @@
 //!   without a `channel` claim is [`TokenError::Invalid`]. The purpose is checked before
 //!   `exp`, so a token of the wrong kind is invalid even when it has also expired;
 //! - the `info` claim is handed on as the raw JSON text the token carried, unchanged;
-//! - with `token.jwks_url` set, a token whose header names a `kid` is verified
+//! - with `token.jwks_url` set, an RS*/ES* token whose header names a `kid` is verified
 //!   with that key of the JWKS (RSA or EC; fetched, cached and rotated by
 //!   [`jwks`]), whatever keys the file also configures; a token without `kid`
 //!   uses the configured keys as above. A JWKS that cannot be fetched is
@@ -291,8 +291,7 @@ impl TokenVerifier {
     /// token is verified with the configured keys (no JWKS, or no `kid`).
     async fn jwks_key(&self, token: &str) -> Result<Option<jwks::JwksKey>, TokenError> {
         let Some(jwks) = &self.inner.jwks else { return Ok(None) };
-        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
-        match header.kid {
+        match jwks_kid(token)? {
             Some(kid) => jwks.key(&kid).await.map(Some),
             None => Ok(None),
         }
@@ -301,8 +300,7 @@ impl TokenVerifier {
     /// The JWKS key a token's `kid` names among the keys fetched so far.
     fn jwks_key_now(&self, token: &str) -> Result<Option<jwks::JwksKey>, TokenError> {
         let Some(jwks) = &self.inner.jwks else { return Ok(None) };
-        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
-        header.kid.map(|kid| jwks.cached(&kid)).transpose()
+        jwks_kid(token)?.map(|kid| jwks.cached(&kid)).transpose()
     }
 
     /// Verifies a connection token (claims `sub`, `exp`, `info`, `channels`). A token with a
@@ -419,6 +417,16 @@ impl TokenVerifier {
             Err(e) => Err(invalid(e)),
         }
     }
+}
+
+/// The `kid` of a token verified with a JWKS key: an RSA or EC token whose
+/// header names one. HMAC tokens use `hmac_secret` whatever their header says.
+fn jwks_kid(token: &str) -> Result<Option<String>, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+    if matches!(header.alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return Ok(None);
+    }
+    Ok(header.kid)
 }
 
 /// The JWKS cache for `url`, with the `[token]` settings around it.

@@ -298,3 +298,22 @@ fn a_token_serves_only_its_purpose() {
     let forged = hs(Algorithm::HS256, "wrong", json!({"sub": "alice", "exp": now() - 10}));
     assert!(matches!(v.verify_connect_now(&forged), Err(TokenError::Invalid(_))));
 }
+
+#[test]
+fn with_a_jwks_only_rsa_and_ec_tokens_naming_a_kid_wait_for_it() {
+    let cfg = TokenConfig { jwks_url: Some("http://127.0.0.1:9/jwks.json".into()), ..all_keys() };
+    let v = verifier(cfg);
+    let with_kid = |alg: Algorithm, key: &EncodingKey| {
+        let header = Header { kid: Some("k1".into()), ..Header::new(alg) };
+        jsonwebtoken::encode(&header, &json!({"sub": "a"}), key).unwrap()
+    };
+    // An HMAC token with a kid still uses hmac_secret; so do tokens without kid.
+    let hmac = with_kid(Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()));
+    assert_eq!(v.verify_connect_now(&hmac).unwrap().user, "a");
+    assert_eq!(v.verify_connect_now(&rs(Algorithm::RS256, json!({"sub": "b"}))).unwrap().user, "b");
+    // An RSA token naming a kid needs the set, which was never fetched.
+    let rsa = with_kid(Algorithm::RS256, &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap());
+    let error = v.verify_connect_now(&rsa).unwrap_err();
+    assert!(error.is_temporary(), "{error:?}");
+    assert!(!TokenError::Expired.is_temporary() && !TokenError::Invalid(String::new()).is_temporary());
+}
