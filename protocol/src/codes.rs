@@ -158,6 +158,10 @@ mod tests {
     fn code_ranges_decide_reconnect() {
         assert!(SHUTDOWN.reconnect() && SLOW.reconnect() && NO_PONG.reconnect());
         assert!(!INVALID_TOKEN.reconnect() && !BAD_REQUEST_DISCONNECT.reconnect());
+        // A client over its command rate comes back after its backoff; one over a
+        // connection limit does not (Centrifugo's 3013 and 3504).
+        assert!(TOO_MANY_REQUESTS_DISCONNECT.reconnect() && !CONNECTION_LIMIT.reconnect());
+        assert!(KEYS_UNAVAILABLE.temporary && KEYS_UNAVAILABLE.code == INTERNAL.code);
         assert!(UNSUBSCRIBE_INSUFFICIENT_STATE.resubscribe());
         assert!(!UNSUBSCRIBE_SERVER.resubscribe());
     }
