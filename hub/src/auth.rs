@@ -64,8 +64,8 @@ pub struct TokenConfig {
     /// If set, a token's `iss` must equal it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
-    /// URL (`https://` or `http://`) of a JWKS: tokens whose header names a
-    /// `kid` are verified with that RSA or EC key of the set.
+    /// URL (`https://` or `http://`) of a JWKS: RS*/ES* tokens whose header
+    /// names a `kid` are verified with that RSA or EC key of the set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
     /// How long a fetched JWKS is used before it is fetched again.
