@@ -17,11 +17,24 @@
 //!   without a `channel` claim is [`TokenError::Invalid`]. The purpose is checked before
 //!   `exp`, so a token of the wrong kind is invalid even when it has also expired;
 //! - the `info` claim is handed on as the raw JSON text the token carried, unchanged;
+//! - with `token.jwks_url` set, an RS*/ES* token whose header names a `kid` is verified
+//!   with that key of the JWKS (RSA or EC; fetched, cached and rotated by
+//!   [`jwks`]), whatever keys the file also configures; a token without `kid`
+//!   uses the configured keys as above. A JWKS that cannot be fetched is
+//!   [`TokenError::Unavailable`] (temporary), an unknown `kid` is
+//!   [`TokenError::Invalid`];
 //! - no input makes verification panic; every failure is a [`TokenError`].
+//!
+//! [`TokenVerifier::verify_connect`] and [`TokenVerifier::verify_subscribe`]
+//! are async because a JWKS key may need fetching (bounded by
+//! `token.jwks_timeout`); the `_now` variants use the keys at hand and never
+//! wait.
 //!
 //! Keys are parsed once, in [`TokenVerifier::new`]; the verifier is an `Arc` inside, cheap
 //! to clone and share between sessions. [`sign_connect_token`] and [`sign_subscribe_token`]
 //! make HS256 tokens for `hub gentoken` and for tests.
+
+pub mod jwks;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,7 +46,7 @@ use serde_json::value::RawValue;
 
 /// Keys for connection and subscription JWTs: the `[token]` section of the
 /// configuration (re-exported as `config::TokenConfig`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenConfig {
     /// Shared secret for HS256/384/512 tokens.
@@ -51,6 +64,38 @@ pub struct TokenConfig {
     /// If set, a token's `iss` must equal it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// URL (`https://` or `http://`) of a JWKS: RS*/ES* tokens whose header
+    /// names a `kid` are verified with that RSA or EC key of the set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// How long a fetched JWKS is used before it is fetched again.
+    #[serde(with = "humantime_serde")]
+    pub jwks_cache_ttl: Duration,
+    /// The shortest time between two fetches of the JWKS, whatever asks for
+    /// them (an unknown `kid`, a stale set): the bound on what made-up `kid`s
+    /// cost the identity provider.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// How long a fetch of the JWKS may take; a client waiting on it gets a
+    /// temporary error past it.
+    #[serde(with = "humantime_serde")]
+    pub jwks_timeout: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> TokenConfig {
+        TokenConfig {
+            hmac_secret: None,
+            rsa_public_key: None,
+            ecdsa_public_key: None,
+            audience: None,
+            issuer: None,
+            jwks_url: None,
+            jwks_cache_ttl: Duration::from_secs(3600),
+            jwks_refresh_interval: Duration::from_secs(10),
+            jwks_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Claims of a verified connection token.
@@ -88,6 +133,17 @@ pub enum TokenError {
     /// Anything else: bad format, bad signature, unknown algorithm, wrong audience, ...
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The key could not be had now (the JWKS endpoint is unreachable or
+    /// slow): the client should retry later.
+    #[error("token keys unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl TokenError {
+    /// True when the same token may verify later ([`TokenError::Unavailable`]).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, TokenError::Unavailable(_))
+    }
 }
 
 /// A key under `[token]` that could not be used.
@@ -126,6 +182,7 @@ struct Keys {
     ecdsa: Option<DecodingKey>,
     audience: Option<String>,
     issuer: Option<String>,
+    jwks: Option<Arc<jwks::Jwks>>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -137,6 +194,7 @@ impl std::fmt::Debug for TokenVerifier {
             .field("ecdsa", &self.inner.ecdsa.is_some())
             .field("audience", &self.inner.audience)
             .field("issuer", &self.inner.issuer)
+            .field("jwks", &self.inner.jwks)
             .finish()
     }
 }
@@ -207,21 +265,61 @@ impl TokenVerifier {
         let rsa = pem_key(cfg.rsa_public_key.as_deref(), "token.rsa_public_key", "an RSA", DecodingKey::from_rsa_pem)?;
         let ecdsa =
             pem_key(cfg.ecdsa_public_key.as_deref(), "token.ecdsa_public_key", "an ECDSA", DecodingKey::from_ec_pem)?;
+        let jwks = match cfg.jwks_url.as_deref() {
+            None => None,
+            Some(url) => Some(jwks_cache(url, cfg)?),
+        };
         Ok(TokenVerifier {
-            inner: Arc::new(Keys { hmac, rsa, ecdsa, audience: cfg.audience.clone(), issuer: cfg.issuer.clone() }),
+            inner: Arc::new(Keys {
+                hmac,
+                rsa,
+                ecdsa,
+                audience: cfg.audience.clone(),
+                issuer: cfg.issuer.clone(),
+                jwks,
+            }),
         })
     }
 
     /// True when at least one key is configured, i.e. some token could ever verify.
     pub fn is_configured(&self) -> bool {
-        self.inner.hmac.is_some() || self.inner.rsa.is_some() || self.inner.ecdsa.is_some()
+        let keys = &*self.inner;
+        keys.hmac.is_some() || keys.rsa.is_some() || keys.ecdsa.is_some() || keys.jwks.is_some()
+    }
+
+    /// The JWKS key a token's `kid` names, fetched if need be; `None` when the
+    /// token is verified with the configured keys (no JWKS, or no `kid`).
+    async fn jwks_key(&self, token: &str) -> Result<Option<jwks::JwksKey>, TokenError> {
+        let Some(jwks) = &self.inner.jwks else { return Ok(None) };
+        match jwks_kid(token)? {
+            Some(kid) => jwks.key(&kid).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The JWKS key a token's `kid` names among the keys fetched so far.
+    fn jwks_key_now(&self, token: &str) -> Result<Option<jwks::JwksKey>, TokenError> {
+        let Some(jwks) = &self.inner.jwks else { return Ok(None) };
+        jwks_kid(token)?.map(|kid| jwks.cached(&kid)).transpose()
     }
 
     /// Verifies a connection token (claims `sub`, `exp`, `info`, `channels`). A token with a
     /// non-empty `channel` claim is a subscription token: [`TokenError::Invalid`], as
     /// Centrifugo refuses it ("connection JWT can not contain channel claim").
-    pub fn verify_connect(&self, token: &str) -> Result<ConnectClaims, TokenError> {
-        let claims = self.verify(token, Purpose::Connection)?;
+    pub async fn verify_connect(&self, token: &str) -> Result<ConnectClaims, TokenError> {
+        let key = self.jwks_key(token).await?;
+        self.connect_claims(token, key)
+    }
+
+    /// [`TokenVerifier::verify_connect`] with the keys at hand: never waits
+    /// for a JWKS fetch.
+    pub fn verify_connect_now(&self, token: &str) -> Result<ConnectClaims, TokenError> {
+        let key = self.jwks_key_now(token)?;
+        self.connect_claims(token, key)
+    }
+
+    fn connect_claims(&self, token: &str, key: Option<jwks::JwksKey>) -> Result<ConnectClaims, TokenError> {
+        let claims = self.verify(token, Purpose::Connection, key)?;
         Ok(ConnectClaims {
             user: claims.sub,
             expires_at: claims.exp.map(|d| d.seconds()),
@@ -233,8 +331,20 @@ impl TokenVerifier {
     /// Verifies a subscription token (claims `sub`, `channel`, `exp`, `info`); `channel`
     /// must be present and non-empty. Checking that `channel` and `sub` match the
     /// subscription and the connection is the caller's job.
-    pub fn verify_subscribe(&self, token: &str) -> Result<SubscribeClaims, TokenError> {
-        let claims = self.verify(token, Purpose::Subscription)?;
+    pub async fn verify_subscribe(&self, token: &str) -> Result<SubscribeClaims, TokenError> {
+        let key = self.jwks_key(token).await?;
+        self.subscribe_claims(token, key)
+    }
+
+    /// [`TokenVerifier::verify_subscribe`] with the keys at hand: never waits
+    /// for a JWKS fetch.
+    pub fn verify_subscribe_now(&self, token: &str) -> Result<SubscribeClaims, TokenError> {
+        let key = self.jwks_key_now(token)?;
+        self.subscribe_claims(token, key)
+    }
+
+    fn subscribe_claims(&self, token: &str, key: Option<jwks::JwksKey>) -> Result<SubscribeClaims, TokenError> {
+        let claims = self.verify(token, Purpose::Subscription, key)?;
         Ok(SubscribeClaims {
             user: claims.sub,
             channel: claims.channel,
@@ -243,17 +353,34 @@ impl TokenVerifier {
         })
     }
 
-    /// Checks the signature, `aud`, `iss` and `nbf`, then the token's purpose, then `exp`.
-    fn verify(&self, token: &str, purpose: Purpose) -> Result<RawClaims, TokenError> {
+    /// Checks the signature (with `jwks_key` when the token's `kid` named
+    /// one), `aud`, `iss` and `nbf`, then the token's purpose, then `exp`.
+    fn verify(&self, token: &str, purpose: Purpose, jwks_key: Option<jwks::JwksKey>) -> Result<RawClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
         let keys = &*self.inner;
-        let (key, family) = match header.alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => (&keys.hmac, "token.hmac_secret"),
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => (&keys.rsa, "token.rsa_public_key"),
-            Algorithm::ES256 | Algorithm::ES384 => (&keys.ecdsa, "token.ecdsa_public_key"),
-            other => {
-                return Err(TokenError::Invalid(format!("unsupported algorithm {other:?}")));
+        let from_jwks;
+        let (key, family) = match (&jwks_key, header.alg) {
+            (Some(found), alg) => {
+                if !matches!(
+                    alg,
+                    Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::ES256 | Algorithm::ES384
+                ) {
+                    return Err(TokenError::Invalid(format!("algorithm {alg:?} is not taken with a JWKS key")));
+                }
+                if found.alg.is_some_and(|want| want != alg) {
+                    return Err(TokenError::Invalid(format!("the JWKS key is for another algorithm than {alg:?}")));
+                }
+                from_jwks = Some(found.key.clone());
+                (&from_jwks, "token.jwks_url")
             }
+            (None, alg) => match alg {
+                Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => (&keys.hmac, "token.hmac_secret"),
+                Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => (&keys.rsa, "token.rsa_public_key"),
+                Algorithm::ES256 | Algorithm::ES384 => (&keys.ecdsa, "token.ecdsa_public_key"),
+                other => {
+                    return Err(TokenError::Invalid(format!("unsupported algorithm {other:?}")));
+                }
+            },
         };
         let Some(key) = key else {
             return Err(TokenError::Invalid(format!(
@@ -290,6 +417,40 @@ impl TokenVerifier {
             Err(e) => Err(invalid(e)),
         }
     }
+}
+
+/// The `kid` of a token verified with a JWKS key: an RSA or EC token whose
+/// header names one. HMAC tokens use `hmac_secret` whatever their header says.
+fn jwks_kid(token: &str) -> Result<Option<String>, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+    if matches!(header.alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return Ok(None);
+    }
+    Ok(header.kid)
+}
+
+/// The JWKS cache for `url`, with the `[token]` settings around it.
+fn jwks_cache(url: &str, cfg: &TokenConfig) -> Result<Arc<jwks::Jwks>, AuthConfigError> {
+    let bad = |reason: String| AuthConfigError::BadKey { key: "token.jwks_url", reason };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(bad("must be an https:// (or http://) URL".into()));
+    }
+    for (key, value) in [
+        ("token.jwks_cache_ttl", cfg.jwks_cache_ttl),
+        ("token.jwks_refresh_interval", cfg.jwks_refresh_interval),
+        ("token.jwks_timeout", cfg.jwks_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(AuthConfigError::BadKey { key, reason: "must be greater than 0".into() });
+        }
+    }
+    jwks::Jwks::new(jwks::JwksOptions {
+        url: url.to_owned(),
+        cache_ttl: cfg.jwks_cache_ttl,
+        refresh_interval: cfg.jwks_refresh_interval,
+        timeout: cfg.jwks_timeout,
+    })
+    .map_err(bad)
 }
 
 /// What a token is presented for; see [`Purpose::check`].

@@ -102,6 +102,32 @@ pub struct Config {
     pub max_channels_per_client: usize,
     /// Longest channel name in bytes.
     pub max_channel_length: usize,
+    /// Most connected clients on this node; one more is closed with 3504
+    /// "connection limit". 0 = no limit (Centrifugo's `client_connection_limit`).
+    pub client_connection_limit: usize,
+    /// Most connected clients of one user (token `sub`) on this node; one
+    /// more is closed with 3504. Anonymous clients are not counted. 0 = no
+    /// limit (Centrifugo's `client_user_connection_limit`).
+    pub client_user_connection_limit: usize,
+    /// Most connected clients from one address on this node; one more is
+    /// closed with 3504. The address is the socket's peer, or the one named
+    /// by `client_ip_header`. 0 = no limit.
+    pub client_ip_connection_limit: usize,
+    /// A header set by a trusted reverse proxy that carries the client's
+    /// address (`X-Forwarded-For`: its last entry; `X-Real-IP`). Read only
+    /// when set: without a proxy in front, a client could write it itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip_header: Option<String>,
+    /// Commands per second one client may send (a token bucket refilled at
+    /// this rate); a command over it gets error 111 "too many requests".
+    /// 0 = no limit.
+    pub client_command_rate: u32,
+    /// Commands a client may send at once before `client_command_rate`
+    /// applies (the bucket's size); 0 = as many as `client_command_rate`.
+    pub client_command_burst: u32,
+    /// Commands refused in a row (error 111) after which the next refused one
+    /// closes the client with 3013 "too many requests". 0 = never closed.
+    pub client_command_rate_disconnect_after: u32,
     /// Window in which an API publish with the same `idempotency_key` is accepted once; 0 = off.
     #[serde(with = "humantime_serde")]
     pub idempotency_window: Duration,
@@ -197,6 +223,13 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             max_channels_per_client: 128,
             max_channel_length: 255,
+            client_connection_limit: 0,
+            client_user_connection_limit: 0,
+            client_ip_connection_limit: 0,
+            client_ip_header: None,
+            client_command_rate: 0,
+            client_command_burst: 0,
+            client_command_rate_disconnect_after: 20,
             idempotency_window: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(10),
             prometheus: false,
@@ -396,6 +429,13 @@ impl Config {
         check(self.max_channels_per_client > 0, "max_channels_per_client", "must be greater than 0");
         check(self.max_channel_length > 0, "max_channel_length", "must be greater than 0");
         check(self.amqp_shards > 0, "amqp_shards", "must be greater than 0");
+        check(
+            self.client_ip_header
+                .as_deref()
+                .is_none_or(|name| actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_ok()),
+            "client_ip_header",
+            "must be a header name such as X-Forwarded-For or X-Real-IP",
+        );
         check(
             !self.amqp_prefix.is_empty()
                 && self.amqp_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),

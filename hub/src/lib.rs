@@ -11,6 +11,8 @@
 //!   transport drains; a full outbox disconnects its session with 3008 "slow".
 //! - `limits`: the size rules that keep every accepted publication and every
 //!   reply deliverable to a client.
+//! - `quota`: the admission limits: connections per node, user and client
+//!   address, the command rate of one client (token bucket), their codes.
 //! - `session`: one actor per client connection: the protocol state machine
 //!   (connect, subscribe, publish, ...), heartbeats, expiry; the session
 //!   registry and what sessions share.
@@ -41,6 +43,7 @@ mod limits;
 pub mod metrics;
 pub mod node;
 mod outbox;
+mod quota;
 mod request_id;
 pub mod server;
 mod session;

@@ -21,6 +21,12 @@
 //!   to another node over RabbitMQ until its answer (`publish`, `sync`,
 //!   `history`, ...), timeouts and errors included.
 //!
+//! Counters by label: `hub_sessions_started_total{transport}` and
+//! `hub_limit_refusals_total{limit}`, every limit of `crate::quota::Refusal`
+//! (connections per node, user and address, the command rate and the
+//! disconnect it leads to, channels per client), each listed from the start
+//! at 0.
+//!
 //! Every value is an atomic, independent of the others and only ever summed
 //! or displayed, so no ordering between them is promised.
 
@@ -32,6 +38,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+pub use crate::quota::Refusal;
 
 /// Counts of one node, for `/api/info` and the cluster's heartbeats.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -77,6 +85,8 @@ pub struct Metrics {
     pub subscriptions: Gauge,
     /// Sessions started, by [`Metrics::TRANSPORT_LABELS`].
     sessions_started: Family<Label, Counter>,
+    /// Refusals by a limit, by [`Refusal::label`].
+    limit_refusals: Family<Label, Counter>,
     publish_fanout: Histogram,
     api_requests: Histograms,
     broker_round_trips: Histograms,
@@ -93,6 +103,7 @@ impl Default for Metrics {
             publications: Counter::default(),
             subscriptions: Gauge::default(),
             sessions_started: Family::default(),
+            limit_refusals: Family::default(),
             publish_fanout: duration_histogram(),
             api_requests: Family::new_with_constructor(duration_histogram),
             broker_round_trips: Family::new_with_constructor(duration_histogram),
@@ -101,6 +112,9 @@ impl Default for Metrics {
         // Every transport is listed from the start, at 0.
         for transport in Metrics::TRANSPORT_LABELS {
             let _ = metrics.sessions_started.get_or_create(&[("transport", transport)]);
+        }
+        for refusal in Refusal::ALL {
+            let _ = metrics.limit_refusals.get_or_create(&[("limit", refusal.label())]);
         }
         let mut registry = Registry::default();
         registry.register(
@@ -123,6 +137,11 @@ impl Default for Metrics {
             "hub_topic_restarts",
             "Topic actors that failed and were restarted",
             metrics.topic_restarts.clone(),
+        );
+        registry.register(
+            "hub_limit_refusals",
+            "Connections, commands and subscriptions refused by a configured limit, per limit",
+            metrics.limit_refusals.clone(),
         );
         registry.register("hub_session_failures", "Session actors that failed", metrics.session_failures.clone());
         registry.register(
@@ -153,6 +172,16 @@ impl Metrics {
         if let Some(label) = Metrics::TRANSPORT_LABELS.get(transport) {
             self.sessions_started.get_or_create(&[("transport", label)]).inc();
         }
+    }
+
+    /// Counts one refusal by a limit.
+    pub fn limit_refused(&self, refusal: Refusal) {
+        self.limit_refusals.get_or_create(&[("limit", refusal.label())]).inc();
+    }
+
+    /// Refusals by one limit so far.
+    pub fn limit_refusals(&self, refusal: Refusal) -> u64 {
+        self.limit_refusals.get_or_create(&[("limit", refusal.label())]).get()
     }
 
     /// Records a publication's acceptance-to-fan-out time.

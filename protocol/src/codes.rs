@@ -36,6 +36,10 @@ impl ErrorCode {
 
 /// Something failed inside the server.
 pub const INTERNAL: ErrorCode = ErrorCode::new(100, "internal server error");
+/// The keys to verify a token could not be had now (the JWKS endpoint is
+/// unreachable or slow): code 100, temporary, so the client retries.
+pub const KEYS_UNAVAILABLE: ErrorCode =
+    ErrorCode { code: 100, message: "internal server error: token keys unavailable", temporary: true };
 /// The connection is not authenticated (or not connected yet).
 pub const UNAUTHORIZED: ErrorCode = ErrorCode::new(101, "unauthorized");
 /// The channel's namespace does not exist, or the name is invalid.
@@ -102,6 +106,9 @@ pub const INSUFFICIENT_STATE: DisconnectCode = DisconnectCode::new(3010, "insuff
 pub const FORCE_RECONNECT: DisconnectCode = DisconnectCode::new(3011, "force reconnect");
 /// No pong arrived within the pong timeout after a server ping.
 pub const NO_PONG: DisconnectCode = DisconnectCode::new(3012, "no pong");
+/// The client kept sending commands while over its command rate
+/// (`client_command_rate`): reconnect after a backoff.
+pub const TOO_MANY_REQUESTS_DISCONNECT: DisconnectCode = DisconnectCode::new(3013, "too many requests");
 /// The connection token is invalid.
 pub const INVALID_TOKEN: DisconnectCode = DisconnectCode::new(3500, "invalid token");
 /// The client sent something that is not the protocol.
@@ -110,6 +117,8 @@ pub const BAD_REQUEST_DISCONNECT: DisconnectCode = DisconnectCode::new(3501, "ba
 pub const STALE: DisconnectCode = DisconnectCode::new(3502, "stale");
 /// Disconnected by the server API, do not reconnect.
 pub const FORCE_NO_RECONNECT: DisconnectCode = DisconnectCode::new(3503, "force disconnect");
+/// A connection limit (per node, per user, per client address) was reached.
+pub const CONNECTION_LIMIT: DisconnectCode = DisconnectCode::new(3504, "connection limit");
 /// Too many subscriptions on one connection.
 pub const CHANNEL_LIMIT: DisconnectCode = DisconnectCode::new(3505, "channel limit");
 /// The client is not allowed on this server.
@@ -149,6 +158,10 @@ mod tests {
     fn code_ranges_decide_reconnect() {
         assert!(SHUTDOWN.reconnect() && SLOW.reconnect() && NO_PONG.reconnect());
         assert!(!INVALID_TOKEN.reconnect() && !BAD_REQUEST_DISCONNECT.reconnect());
+        // A client over its command rate comes back after its backoff; one over a
+        // connection limit does not (Centrifugo's 3013 and 3504).
+        assert!(TOO_MANY_REQUESTS_DISCONNECT.reconnect() && !CONNECTION_LIMIT.reconnect());
+        assert!(KEYS_UNAVAILABLE.temporary && KEYS_UNAVAILABLE.code == INTERNAL.code);
         assert!(UNSUBSCRIBE_INSUFFICIENT_STATE.resubscribe());
         assert!(!UNSUBSCRIBE_SERVER.resubscribe());
     }

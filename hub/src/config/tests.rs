@@ -315,12 +315,15 @@ fn top_level_and_string_keys_match_the_struct() {
         api_key: Some("k".into()),
         static_dir: Some("dist".into()),
         amqp_url: Some("amqp://localhost".into()),
+        client_ip_header: Some("X-Real-IP".into()),
         token: TokenConfig {
             hmac_secret: Some("s".into()),
             rsa_public_key: Some("r".into()),
             ecdsa_public_key: Some("e".into()),
             audience: Some("a".into()),
             issuer: Some("i".into()),
+            jwks_url: Some("https://idp.example/jwks.json".into()),
+            ..TokenConfig::default()
         },
         otel: OtelConfig { endpoint: Some("http://collector:4318".into()), ..OtelConfig::default() },
         ..Config::default()
@@ -443,6 +446,9 @@ fn invalid_values_name_file_and_key() {
         ("[namespaces.\"\"]", "namespaces.", "must not be empty"),
         ("[token]\nrsa_public_key = \"not a pem\"", "token.rsa_public_key", "not an RSA public key"),
         ("[token]\necdsa_public_key = \"not a pem\"", "token.ecdsa_public_key", "not an ECDSA public key"),
+        ("[token]\njwks_url = \"ftp://idp/keys\"", "token.jwks_url", "must be an https:// (or http://) URL"),
+        ("[token]\njwks_url = \"https://idp/keys\"\njwks_timeout = \"0s\"", "token.jwks_timeout", "greater than 0"),
+        ("client_ip_header = \"X Forwarded\"", "client_ip_header", "must be a header name"),
         ("[channel]\nhistory_size = 10", "channel.history_size", "both be set"),
         ("[namespaces.a]\nforce_recovery = true", "namespaces.a.force_recovery", "recovery needs history"),
     ] {

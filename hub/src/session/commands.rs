@@ -12,9 +12,10 @@ use std::time::Duration;
 use protocol::codes::{self, ErrorCode, UnsubscribeCode};
 use protocol::proto::{self, ClientInfo, Command, Push, Reply};
 
-use super::{ttl_until, Session, SessionEntry, Subscription};
+use super::{ttl_until, Session, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
+use crate::quota::Refusal;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
@@ -42,6 +43,9 @@ impl Session {
             // Every command but `send` and the pong expects a reply, so needs an id.
             return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
         }
+        if command.connect.is_none() && !self.command_allowed(id) {
+            return;
+        }
         let result: Handled = if let Some(request) = command.connect {
             return self.connect(id, request).await;
         } else if let Some(request) = command.subscribe {
@@ -59,9 +63,9 @@ impl Session {
         } else if command.ping.is_some() {
             Ok(Some(Reply { ping: Some(proto::PingResult {}), ..Default::default() }))
         } else if let Some(request) = command.refresh {
-            self.refresh(request)
+            self.refresh(request).await
         } else if let Some(request) = command.sub_refresh {
-            self.sub_refresh(request)
+            self.sub_refresh(request).await
         } else if command.send.is_some() && id == 0 {
             tracing::debug!(client = %self.client_id(), "async message ignored: no handler for `send`");
             return;
@@ -88,16 +92,51 @@ impl Session {
         }
     }
 
+    /// `client_command_rate`: takes a token for a command of a connected
+    /// client. Without one the command is refused with error 111 (an async
+    /// `send` silently); past `client_command_rate_disconnect_after` refusals
+    /// in a row, the client is closed with 3013 instead.
+    fn command_allowed(&mut self, id: u32) -> bool {
+        let Some(bucket) = self.command_bucket.as_mut() else { return true };
+        if bucket.take(tokio::time::Instant::now()) {
+            self.refused_in_row = 0;
+            return true;
+        }
+        let metrics = self.ctx.metrics.clone();
+        let disconnect_after = self.ctx.config.client_command_rate_disconnect_after;
+        if disconnect_after > 0 && self.refused_in_row >= disconnect_after {
+            metrics.limit_refused(Refusal::CommandRateDisconnect);
+            tracing::info!(refused = self.refused_in_row, "disconnected: over client_command_rate");
+            self.disconnect(codes::TOO_MANY_REQUESTS_DISCONNECT);
+            return false;
+        }
+        self.refused_in_row += 1;
+        metrics.limit_refused(Refusal::CommandRate);
+        if id != 0 {
+            self.send(&Reply {
+                id,
+                error: Some(codes::TOO_MANY_REQUESTS.temporary().to_proto()),
+                ..Default::default()
+            });
+        }
+        false
+    }
+
     async fn connect(&mut self, id: u32, request: proto::ConnectRequest) {
         if self.client.is_some() {
             return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
         }
         let ctx = self.ctx.clone();
         let (user, expires_at, info, channels) = if !request.token.is_empty() {
-            match ctx.verifier.verify_connect(&request.token) {
+            match ctx.verifier.verify_connect(&request.token).await {
                 Ok(claims) => (claims.user, claims.expires_at, claims.info.unwrap_or_default(), claims.channels),
                 Err(TokenError::Expired) => {
                     self.send(&Reply { id, error: Some(codes::TOKEN_EXPIRED.to_proto()), ..Default::default() });
+                    return;
+                }
+                Err(TokenError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, "connect refused for now: token keys unavailable");
+                    self.send(&Reply { id, error: Some(codes::KEYS_UNAVAILABLE.to_proto()), ..Default::default() });
                     return;
                 }
                 Err(TokenError::Invalid(reason)) => {
@@ -120,15 +159,28 @@ impl Session {
         };
         if channels.len() + uni_channels > ctx.config.max_channels_per_client {
             tracing::info!(channels = channels.len() + uni_channels, "connect refused: over max_channels_per_client");
+            ctx.metrics.limit_refused(Refusal::Channels);
             return self.disconnect(codes::CHANNEL_LIMIT);
         }
         let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        let user: Arc<str> = Arc::from(user);
+        let registered = ctx.registry.try_register(
+            client.clone(),
+            self.myself.clone(),
+            user.clone(),
+            self.ip,
+            ctx.connection_limits(),
+        );
+        if let Err(refusal) = registered {
+            ctx.metrics.limit_refused(refusal);
+            tracing::info!(limit = refusal.label(), ip = ?self.ip, %user, "connect refused: connection limit");
+            return self.disconnect(refusal.disconnect().unwrap_or(codes::CONNECTION_LIMIT));
+        }
         self.client = Some(client.clone());
-        self.user = Arc::from(user);
+        self.user = user;
         self.span.record("client", &*client).record("user", &*self.user);
         self.conn_info = info;
         self.expires_at = expires_at;
-        ctx.registry.register(client.clone(), SessionEntry { actor: self.myself.clone(), user: self.user.clone() });
         let ping = ctx.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
         let ttl = expires_at.map(ttl_until);
         let result = proto::ConnectResult {
@@ -202,12 +254,13 @@ impl Session {
             return Err(codes::ALREADY_SUBSCRIBED);
         }
         if self.subs.len() >= ctx.config.max_channels_per_client {
+            ctx.metrics.limit_refused(Refusal::Channels);
             return Err(codes::LIMIT_EXCEEDED);
         }
         let mut expires_at = None;
         let mut chan_info = bytes::Bytes::new();
         if !request.token.is_empty() {
-            match ctx.verifier.verify_subscribe(&request.token) {
+            match ctx.verifier.verify_subscribe(&request.token).await {
                 Ok(claims) => {
                     if claims.channel != channel.as_str() || claims.user != *self.user {
                         return Err(codes::PERMISSION_DENIED);
@@ -216,6 +269,10 @@ impl Session {
                     chan_info = claims.info.unwrap_or_default();
                 }
                 Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+                Err(TokenError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, channel = %channel, "subscribe refused for now: token keys unavailable");
+                    return Err(codes::KEYS_UNAVAILABLE);
+                }
                 // As Centrifugo: a subscription token that does not verify refuses
                 // this subscription only (103); the connection and its other
                 // subscriptions stay.
@@ -266,6 +323,7 @@ impl Session {
             return;
         }
         if self.subs.len() >= self.ctx.config.max_channels_per_client {
+            self.ctx.metrics.limit_refused(Refusal::Channels);
             tracing::warn!(%channel, "server-side subscribe skipped: the client is at max_channels_per_client");
             return;
         }
@@ -392,10 +450,14 @@ impl Session {
         Ok(Some(reply))
     }
 
-    fn refresh(&mut self, request: proto::RefreshRequest) -> Handled {
-        let claims = match self.ctx.verifier.verify_connect(&request.token) {
+    async fn refresh(&mut self, request: proto::RefreshRequest) -> Handled {
+        let claims = match self.ctx.verifier.verify_connect(&request.token).await {
             Ok(claims) => claims,
             Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+            Err(TokenError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "refresh refused for now: token keys unavailable");
+                return Err(codes::KEYS_UNAVAILABLE);
+            }
             Err(TokenError::Invalid(_)) => {
                 self.disconnect(codes::INVALID_TOKEN);
                 return Ok(None);
@@ -419,14 +481,18 @@ impl Session {
         Ok(Some(Reply { refresh: Some(result), ..Default::default() }))
     }
 
-    fn sub_refresh(&mut self, request: proto::SubRefreshRequest) -> Handled {
+    async fn sub_refresh(&mut self, request: proto::SubRefreshRequest) -> Handled {
         let (channel, _) = Channel::parse(&request.channel, &self.ctx.config)?;
         if !self.subs.contains_key(&channel) {
             return Err(codes::PERMISSION_DENIED);
         }
-        let claims = match self.ctx.verifier.verify_subscribe(&request.token) {
+        let claims = match self.ctx.verifier.verify_subscribe(&request.token).await {
             Ok(claims) => claims,
             Err(TokenError::Expired) => return Err(codes::TOKEN_EXPIRED),
+            Err(TokenError::Unavailable(reason)) => {
+                tracing::warn!(%reason, channel = %channel, "sub_refresh refused for now: token keys unavailable");
+                return Err(codes::KEYS_UNAVAILABLE);
+            }
             // Like a refused subscribe: 103 for this subscription, the connection
             // stays (Centrifugo disconnects with 3500 here; a bad subscription
             // token must not end every other subscription). Unrefreshed, the

@@ -26,7 +26,7 @@ mod inflight;
 pub mod registry;
 
 pub use inflight::{Inflight, InflightGuard};
-pub use registry::{EmulationError, SessionContext, SessionEntry, SessionRegistry};
+pub use registry::{EmulationError, SessionContext, SessionRegistry};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,6 +146,8 @@ pub struct SessionArgs {
     pub alive: tokio::sync::mpsc::Sender<()>,
     /// The connection's span ([`connection_span`]).
     pub span: tracing::Span,
+    /// The client's address (`crate::quota::client_ip`), for the per-address limit.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// One subscription of the session.
@@ -173,6 +175,12 @@ pub struct Session {
     ping_count: u64,
     pong_pending: bool,
     closed: bool,
+    /// The client's address, for `client_ip_connection_limit`.
+    ip: Option<std::net::IpAddr>,
+    /// `client_command_rate`: `None` when off.
+    command_bucket: Option<crate::quota::TokenBucket>,
+    /// Commands refused by the bucket since the last one it let through.
+    refused_in_row: u32,
     /// Dropped with the session: shutdown waits until every one is gone.
     _alive: tokio::sync::mpsc::Sender<()>,
 }
@@ -186,6 +194,12 @@ impl Actor for SessionActor {
 
     async fn pre_start(&self, myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<Session, ActorProcessingErr> {
         myself.send_after(args.ctx.config.connect_timeout, || SessionMsg::ConnectDue);
+        let config = &args.ctx.config;
+        let command_bucket = crate::quota::TokenBucket::new(
+            config.client_command_rate,
+            config.client_command_burst,
+            tokio::time::Instant::now(),
+        );
         Ok(Session {
             ctx: args.ctx,
             outbox: args.outbox,
@@ -201,6 +215,9 @@ impl Actor for SessionActor {
             ping_count: 0,
             pong_pending: false,
             closed: false,
+            ip: args.ip,
+            command_bucket,
+            refused_in_row: 0,
             _alive: args.alive,
         })
     }

@@ -10,11 +10,19 @@
 //!   Session actors register on connect and unregister when their state is
 //!   dropped (normal stop or failure alike).
 //!
+//! Connection limits (`crate::quota`): [`SessionRegistry::try_register`]
+//! counts a client against the node's, its user's and its address's limit
+//! and registers it in one step, each count updated atomically (an atomic
+//! for the node, the `DashMap` entry's lock for a user or an address), so
+//! concurrent connects never pass a limit; a refused client leaves no count.
+//!
 //! Shutdown waits on a drop-sentinel: every session holds a clone of one
 //! sender, and [`SessionRegistry::drain`] waits until the last is dropped
 //! (mini-redis's `shutdown_complete`), bounded by a deadline.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +43,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::quota::{ConnectionLimits, Refusal};
 use crate::topic::registry::TopicRegistry;
 
 /// Frames an emulated session may have in flight before `/emulation` waits.
@@ -47,6 +56,9 @@ const EMULATION_WAIT: Duration = Duration::from_secs(5);
 pub struct SessionEntry {
     pub actor: ActorRef<SessionMsg>,
     pub user: Arc<str>,
+    /// The client address counted against `client_ip_connection_limit`
+    /// (`None` when that limit is off or the address is unknown).
+    pub ip: Option<IpAddr>,
 }
 
 /// Why emulation commands were not taken.
@@ -67,6 +79,10 @@ pub enum EmulationError {
 pub struct SessionRegistry {
     sessions: DashMap<Arc<str>, SessionEntry>,
     users: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Connected clients, counted against `client_connection_limit`.
+    connected: AtomicUsize,
+    /// Connected clients by address, while `client_ip_connection_limit` is on.
+    by_ip: DashMap<IpAddr, usize>,
     /// Sessions of the HTTP transports by their secret session id, for `/emulation`.
     emulation: DashMap<Arc<str>, (ActorRef<SessionMsg>, Arc<Inflight>, Encoding)>,
     /// Session actors alive (connected or not), for shutdown and leak checks.
@@ -87,6 +103,8 @@ impl SessionRegistry {
         Ok(Arc::new(SessionRegistry {
             sessions: DashMap::new(),
             users: DashMap::new(),
+            connected: AtomicUsize::new(0),
+            by_ip: DashMap::new(),
             emulation: DashMap::new(),
             live: DashMap::new(),
             supervisor,
@@ -96,13 +114,64 @@ impl SessionRegistry {
         }))
     }
 
-    pub(super) fn register(&self, client: Arc<str>, entry: SessionEntry) {
-        self.users.entry(entry.user.clone()).or_default().insert(client.clone());
-        self.sessions.insert(client, entry);
+    /// Registers a connected client unless that passes one of `limits` (0 =
+    /// off): the node's, then its address's (`ip`, counted only while that
+    /// limit is on), then its user's (anonymous clients are not counted per
+    /// user). A refusal undoes the counts taken before it.
+    pub(super) fn try_register(
+        &self,
+        client: Arc<str>,
+        actor: ActorRef<SessionMsg>,
+        user: Arc<str>,
+        ip: Option<IpAddr>,
+        limits: ConnectionLimits,
+    ) -> Result<(), Refusal> {
+        let node_ok = self.connected.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (limits.node == 0 || n < limits.node).then_some(n + 1)
+        });
+        if node_ok.is_err() {
+            return Err(Refusal::NodeConnections);
+        }
+        let ip = ip.filter(|_| limits.ip > 0);
+        if let Some(ip) = ip {
+            // A refused address already has a count (>= the limit >= 1), so
+            // no zero entry is left behind.
+            let mut count = self.by_ip.entry(ip).or_insert(0);
+            if *count >= limits.ip {
+                drop(count);
+                self.connected.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refusal::IpConnections);
+            }
+            *count += 1;
+        }
+        {
+            let mut clients = self.users.entry(user.clone()).or_default();
+            if limits.user > 0 && !user.is_empty() && clients.len() >= limits.user {
+                drop(clients);
+                self.release(ip);
+                return Err(Refusal::UserConnections);
+            }
+            clients.insert(client.clone());
+        }
+        self.sessions.insert(client, SessionEntry { actor, user, ip });
+        Ok(())
+    }
+
+    /// Gives back the node's and the address's count of one client.
+    fn release(&self, ip: Option<IpAddr>) {
+        self.connected.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = ip {
+            self.by_ip.remove_if_mut(&ip, |_, count| {
+                *count = count.saturating_sub(1);
+                *count == 0
+            });
+        }
     }
 
     pub(super) fn unregister(&self, client: &str, user: &str) {
-        self.sessions.remove(client);
+        if let Some((_, entry)) = self.sessions.remove(client) {
+            self.release(entry.ip);
+        }
         self.users.remove_if_mut(user, |_, clients| {
             clients.remove(client);
             clients.is_empty()
@@ -226,6 +295,15 @@ impl SessionContext {
         &self.config.node_name
     }
 
+    /// The connection limits of the configuration.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            node: self.config.client_connection_limit,
+            user: self.config.client_user_connection_limit,
+            ip: self.config.client_ip_connection_limit,
+        }
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.registry.stopping.is_cancelled()
     }
@@ -234,13 +312,15 @@ impl SessionContext {
     /// `outbox`. An HTTP-transport session also gets a secret session id
     /// under which `/emulation` finds it. Refused while the node stops.
     /// `span` is the connection's ([`super::connection_span`]): the session
-    /// handles every message inside it.
+    /// handles every message inside it. `ip` is the client's address
+    /// (`crate::quota::client_ip`), for `client_ip_connection_limit`.
     pub async fn spawn(
         self: &Arc<Self>,
         outbox: Arc<Outbox>,
         transport: TransportKind,
         emulation: Option<(Arc<str>, Arc<Inflight>)>,
         span: tracing::Span,
+        ip: Option<IpAddr>,
     ) -> anyhow::Result<ActorRef<SessionMsg>> {
         let registry = &self.registry;
         let Some(alive) = registry.alive.lock().clone() else { anyhow::bail!("node is shutting down") };
@@ -249,7 +329,7 @@ impl SessionContext {
         }
         let encoding = outbox.encoding();
         let emulation_id = emulation.as_ref().map(|(id, _)| id.clone());
-        let args = SessionArgs { ctx: self.clone(), outbox: outbox.clone(), transport, emulation_id, alive, span };
+        let args = SessionArgs { ctx: self.clone(), outbox: outbox.clone(), transport, emulation_id, alive, span, ip };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.supervisor.get_cell()).await?;
         self.metrics.session_started(transport.index());
         registry.live.insert(actor.get_id(), outbox);

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::stream::{self, Framing};
-use super::Inflight;
+use super::{client_ip, Inflight};
 use crate::outbox::Outbox;
 use crate::session::{connection_span, EmulationError, SessionContext, SessionMsg, TransportKind};
 
@@ -47,6 +47,9 @@ pub enum HttpTransportError {
     Unavailable,
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The token's keys could not be had now (JWKS unreachable): retry later.
+    #[error("{0}")]
+    KeysUnavailable(String),
     /// A per-client limit (e.g. `max_channels_per_client`) the request would pass.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
@@ -57,7 +60,9 @@ impl ResponseError for HttpTransportError {
         match self {
             HttpTransportError::BadRequest(_) | HttpTransportError::LimitExceeded(_) => StatusCode::BAD_REQUEST,
             HttpTransportError::UnknownNode | HttpTransportError::UnknownSession => StatusCode::NOT_FOUND,
-            HttpTransportError::Busy | HttpTransportError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpTransportError::Busy | HttpTransportError::Unavailable | HttpTransportError::KeysUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HttpTransportError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
@@ -69,6 +74,7 @@ impl ResponseError for HttpTransportError {
             HttpTransportError::Busy => 111,
             HttpTransportError::Unavailable => 108,
             HttpTransportError::Unauthorized(_) => 101,
+            HttpTransportError::KeysUnavailable(_) => 100,
             HttpTransportError::LimitExceeded(_) => 106,
         };
         crate::http_error::response(self.status_code(), code, self)
@@ -82,17 +88,24 @@ pub struct SseQuery {
 
 /// `GET /connection/sse`.
 pub async fn sse_get(
+    req: HttpRequest,
     query: web::Query<SseQuery>,
     ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let connect =
         query.cf_connect.as_deref().ok_or_else(|| HttpTransportError::BadRequest("cf_connect is required".into()))?;
-    start(ctx.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse).await
+    let ip = client_ip(&ctx, &req);
+    start(ctx.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse, ip).await
 }
 
 /// `POST /connection/sse` (the connect command as body).
-pub async fn sse_post(body: Bytes, ctx: web::Data<Arc<SessionContext>>) -> Result<HttpResponse, HttpTransportError> {
-    start(ctx.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse).await
+pub async fn sse_post(
+    req: HttpRequest,
+    body: Bytes,
+    ctx: web::Data<Arc<SessionContext>>,
+) -> Result<HttpResponse, HttpTransportError> {
+    let ip = client_ip(&ctx, &req);
+    start(ctx.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse, ip).await
 }
 
 /// `POST /connection/http_stream`.
@@ -102,7 +115,8 @@ pub async fn http_stream(
     ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let framing = if is_protobuf(&req) { Framing::Protobuf } else { Framing::JsonLines };
-    start(ctx.get_ref().clone(), &body, framing, TransportKind::HttpStream).await
+    let ip = client_ip(&ctx, &req);
+    start(ctx.get_ref().clone(), &body, framing, TransportKind::HttpStream, ip).await
 }
 
 fn is_protobuf(req: &HttpRequest) -> bool {
@@ -117,6 +131,7 @@ async fn start(
     connect: &[u8],
     framing: Framing,
     kind: TransportKind,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<HttpResponse, HttpTransportError> {
     if ctx.is_shutting_down() {
         return Err(HttpTransportError::Unavailable);
@@ -131,7 +146,7 @@ async fn start(
     let inflight = Arc::new(Inflight::default());
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let session = ctx
-        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())), connection_span(kind))
+        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())), connection_span(kind), ip)
         .await
         .map_err(|_| HttpTransportError::Unavailable)?;
     let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));

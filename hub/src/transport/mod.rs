@@ -12,3 +12,9 @@ pub mod uni_sse;
 pub mod ws;
 
 pub use crate::session::Inflight;
+
+/// The address of the client behind an HTTP request: the socket's peer, or
+/// the trusted proxy's `client_ip_header` when configured (`crate::quota`).
+fn client_ip(ctx: &crate::session::SessionContext, req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+    crate::quota::client_ip(req.headers(), req.peer_addr(), ctx.config.client_ip_header.as_deref())
+}

@@ -36,6 +36,7 @@ use protocol::codec::FrameBuilder;
 use protocol::proto::{Command, ConnectRequest, Reply, SubscribeRequest};
 use protocol::Encoding;
 
+use super::client_ip;
 use super::http::HttpTransportError;
 use super::stream::{disconnect_push, CloseGuard};
 use crate::outbox::{Next, Outbox};
@@ -91,8 +92,9 @@ pub async fn handler(
         }
         Vec::new()
     } else {
-        match ctx.verifier.verify_connect(&connect.token) {
+        match ctx.verifier.verify_connect(&connect.token).await {
             Ok(claims) => claims.channels,
+            Err(error) if error.is_temporary() => return Err(HttpTransportError::KeysUnavailable(error.to_string())),
             Err(error) => return Err(HttpTransportError::Unauthorized(error.to_string())),
         }
     };
@@ -100,6 +102,7 @@ pub async fn handler(
     let limit = ctx.config.max_channels_per_client;
     let wanted = connect.subs.len() + token_channels.iter().filter(|c| !connect.subs.contains_key(*c)).count();
     if wanted > limit {
+        ctx.metrics.limit_refused(crate::quota::Refusal::Channels);
         return Err(HttpTransportError::LimitExceeded(format!(
             "{wanted} channels requested, at most {limit} per client (max_channels_per_client)"
         )));
@@ -111,7 +114,13 @@ pub async fn handler(
     };
     let outbox = Arc::new(Outbox::for_client(Encoding::Json, ctx.config.client_outbox_bytes));
     let session = ctx
-        .spawn(outbox.clone(), TransportKind::UniSse, None, connection_span(TransportKind::UniSse))
+        .spawn(
+            outbox.clone(),
+            TransportKind::UniSse,
+            None,
+            connection_span(TransportKind::UniSse),
+            client_ip(&ctx, &req),
+        )
         .await
         .map_err(|_| HttpTransportError::Unavailable)?;
     let command = Command { id: 1, connect: Some(connect), ..Default::default() };

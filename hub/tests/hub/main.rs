@@ -11,7 +11,8 @@
 //!   (`server_side`), shutdown and session leaks (`shutdown`), topic
 //!   retirement (`topics`), request ids and log spans (`logging`), readiness
 //!   (`readiness`), OpenTelemetry export and trace propagation (`otel`), the web
-//!   files compiled into the binary (`assets`).
+//!   files compiled into the binary (`assets`), connection and command limits
+//!   (`quota`), tokens verified with keys from a JWKS endpoint (`jwks`).
 //!
 //! Tests run on a multi-thread runtime: topic actors run on the runtime that
 //! starts the hub, sessions on the HTTP server's workers.
@@ -41,6 +42,7 @@ mod assets;
 mod cors;
 mod heartbeat;
 mod http_transports;
+mod jwks;
 mod limits;
 mod logging;
 mod metrics;
@@ -48,6 +50,7 @@ mod openapi;
 mod ordering;
 mod otel;
 mod protocol_tests;
+mod quota;
 mod readiness;
 mod recovery;
 mod server_side;

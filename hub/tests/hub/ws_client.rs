@@ -56,7 +56,13 @@ impl WsClient {
     /// Opens a WebSocket to `/connection/websocket`.
     pub async fn open(addr: SocketAddr, encoding: Encoding) -> WsClient {
         let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("cannot reach the hub at {addr}: {e}"));
-        Self::handshake(addr, stream, encoding).await
+        Self::handshake(addr, stream, encoding, &[]).await
+    }
+
+    /// Like [`WsClient::open`] with extra handshake headers (e.g. `X-Forwarded-For`).
+    pub async fn open_with_headers(addr: SocketAddr, encoding: Encoding, headers: &[(&'static str, &str)]) -> WsClient {
+        let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("cannot reach the hub at {addr}: {e}"));
+        Self::handshake(addr, stream, encoding, headers).await
     }
 
     /// Like [`WsClient::open`] with a small socket receive buffer, so a client
@@ -65,11 +71,19 @@ impl WsClient {
         let socket = TcpSocket::new_v4().expect("a TCP socket");
         socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF can be set");
         let stream = socket.connect(addr).await.unwrap_or_else(|e| panic!("cannot reach the hub at {addr}: {e}"));
-        Self::handshake(addr, stream, encoding).await
+        Self::handshake(addr, stream, encoding, &[]).await
     }
 
-    async fn handshake(addr: SocketAddr, stream: TcpStream, encoding: Encoding) -> WsClient {
+    async fn handshake(
+        addr: SocketAddr,
+        stream: TcpStream,
+        encoding: Encoding,
+        headers: &[(&'static str, &str)],
+    ) -> WsClient {
         let mut request = format!("ws://{addr}/connection/websocket").into_client_request().expect("a valid URL");
+        for (name, value) in headers {
+            request.headers_mut().append(*name, HeaderValue::from_str(value).expect("a header value"));
+        }
         if encoding == Encoding::Protobuf {
             request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOBUF_SUBPROTOCOL));
         }
@@ -187,6 +201,21 @@ impl WsClient {
                 return self.inbox.remove(at).expect("the position is in range");
             }
             self.read(&format!("the reply to command {id}"), deadline).await;
+        }
+    }
+
+    /// Waits for the reply to command `id`, or the close frame that comes
+    /// instead: `Err((code, reason))`.
+    pub async fn reply_or_close(&mut self, id: u32) -> Result<Reply, (u16, String)> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(at) = self.inbox.iter().position(|r| r.id == id) {
+                return Ok(self.inbox.remove(at).expect("the position is in range"));
+            }
+            if let Some(closed) = &self.closed {
+                return Err(closed.clone());
+            }
+            self.read(&format!("the reply to command {id} or a close"), deadline).await;
         }
     }
 
