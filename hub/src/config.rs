@@ -150,6 +150,8 @@ pub struct Config {
     pub namespaces: BTreeMap<String, ChannelOptions>,
     /// OpenTelemetry: the OTLP exporter (off while `otel.endpoint` is unset).
     pub otel: OtelConfig,
+    /// Calls to the application's backend (`[proxy.rpc]`, ...).
+    pub proxy: ProxyConfig,
 }
 
 /// Keys for connection and subscription JWTs (`[token]`), defined beside
@@ -158,6 +160,9 @@ pub use crate::auth::TokenConfig;
 
 /// The OpenTelemetry exporter (`[otel]`), defined beside the code that runs it.
 pub use crate::telemetry::OtelConfig;
+
+/// The backend proxies (`[proxy]`), defined beside the code that calls them.
+pub use crate::proxy::{ProxyConfig, ProxyEndpoint};
 
 /// Behaviour of the channels of one namespace (or of channels without one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +245,7 @@ impl Default for Config {
             channel: ChannelOptions::default(),
             namespaces: BTreeMap::new(),
             otel: OtelConfig::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -457,6 +463,9 @@ impl Config {
         }
         for (key, reason) in self.otel.problems() {
             out.push((format!("otel.{key}"), reason.to_owned()));
+        }
+        for (key, reason) in self.proxy.problems() {
+            out.push((format!("proxy.{key}"), reason.to_owned()));
         }
         channel_problems("channel", &self.channel, &mut out);
         for (name, options) in &self.namespaces {

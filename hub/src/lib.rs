@@ -43,6 +43,7 @@ mod limits;
 pub mod metrics;
 pub mod node;
 mod outbox;
+mod proxy;
 mod quota;
 mod request_id;
 pub mod server;

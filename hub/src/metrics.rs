@@ -20,6 +20,9 @@
 //! - `hub_broker_round_trip_duration_seconds{operation}`: a cluster request
 //!   to another node over RabbitMQ until its answer (`publish`, `sync`,
 //!   `history`, ...), timeouts and errors included.
+//! - `hub_proxy_call_duration_seconds{proxy}`: a call to the application's
+//!   backend (`rpc`), until its answer or the timeout; with
+//!   `hub_proxy_errors_total{proxy}` counting those with no usable answer.
 //!
 //! Counters by label: `hub_sessions_started_total{transport}` and
 //! `hub_limit_refusals_total{limit}`, every limit of `crate::quota::Refusal`
@@ -90,6 +93,8 @@ pub struct Metrics {
     publish_fanout: Histogram,
     api_requests: Histograms,
     broker_round_trips: Histograms,
+    proxy_calls: Histograms,
+    proxy_errors: Family<Label, Counter>,
     /// Everything above, registered once.
     registry: Registry,
 }
@@ -107,6 +112,8 @@ impl Default for Metrics {
             publish_fanout: duration_histogram(),
             api_requests: Family::new_with_constructor(duration_histogram),
             broker_round_trips: Family::new_with_constructor(duration_histogram),
+            proxy_calls: Family::new_with_constructor(duration_histogram),
+            proxy_errors: Family::default(),
             registry: Registry::default(),
         };
         // Every transport is listed from the start, at 0.
@@ -159,6 +166,16 @@ impl Default for Metrics {
             "Cluster requests to another node over RabbitMQ until their answer, per operation",
             metrics.broker_round_trips.clone(),
         );
+        registry.register(
+            "hub_proxy_call_duration_seconds",
+            "Calls to the application's backend (proxy), until its answer or the timeout, per proxy",
+            metrics.proxy_calls.clone(),
+        );
+        registry.register(
+            "hub_proxy_errors",
+            "Backend calls with no usable answer (timeout, unreachable, non-2xx, garbage), per proxy",
+            metrics.proxy_errors.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 }
@@ -197,6 +214,14 @@ impl Metrics {
     /// Records a cluster request's round trip (`operation`: the request's kind).
     pub fn observe_broker_round_trip(&self, operation: &'static str, elapsed: Duration) {
         self.broker_round_trips.get_or_create(&[("operation", operation)]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a backend call of `proxy` (`rpc`, ...) and whether it gave a usable answer.
+    pub fn observe_proxy_call(&self, proxy: &'static str, elapsed: Duration, ok: bool) {
+        self.proxy_calls.get_or_create(&[("proxy", proxy)]).observe(elapsed.as_secs_f64());
+        if !ok {
+            self.proxy_errors.get_or_create(&[("proxy", proxy)]).inc();
+        }
     }
 
     /// Subscriptions held now (the gauge never goes below 0 when read).

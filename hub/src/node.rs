@@ -99,6 +99,7 @@ impl Node {
             engine: engine.clone(),
             topics: topics.clone(),
             registry,
+            proxies: Arc::new(crate::proxy::Proxies::new(config.proxy.clone(), metrics.clone())),
         });
         Ok(Arc::new(Node {
             config,

@@ -53,6 +53,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "channel",
     "namespaces",
     "otel",
+    "proxy",
 ];
 
 /// String-typed keys: their environment values are taken verbatim (`HUB_API_KEY=123` is the
@@ -74,6 +75,7 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "token.jwks_url",
     "otel.endpoint",
     "otel.service_name",
+    "proxy.rpc.endpoint",
 ];
 
 /// The standard OpenTelemetry variables the hub honours, with their keys.

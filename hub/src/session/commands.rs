@@ -69,6 +69,11 @@ impl Session {
         } else if command.send.is_some() && id == 0 {
             tracing::debug!(client = %self.client_id(), "async message ignored: no handler for `send`");
             return;
+        } else if let Some(request) = command.rpc.as_ref().filter(|_| self.ctx.proxies.has_rpc()) {
+            match self.rpc(id, request.clone()).await {
+                Some(handled) => handled,
+                None => return,
+            }
         } else if command.rpc.is_some() || command.send.is_some() {
             // No RPC or message handler on this server: 108, as Centrifugo answers
             // an `rpc` when no RPC handler is set (centrifuge-js asserts it).
@@ -89,6 +94,41 @@ impl Session {
             }
             Ok(None) => {}
             Err(error) => self.send(&Reply { id, error: Some(error.to_proto()), ..Default::default() }),
+        }
+    }
+
+    /// `rpc` through the RPC proxy (`[proxy.rpc]`, see crate::proxy): the
+    /// backend's data, its error, or its disconnect; a backend with no usable
+    /// answer is error 100 marked temporary. `None` when the client was closed.
+    async fn rpc(&mut self, id: u32, request: proto::RpcRequest) -> Option<Handled> {
+        use crate::proxy::{Caller, RpcOutcome};
+        let client = self.client_id();
+        let caller = Caller {
+            client: &client,
+            user: &self.user,
+            transport: self.transport.label(),
+            protobuf: self.outbox.encoding() == protocol::Encoding::Protobuf,
+        };
+        let outcome = self.ctx.proxies.clone().rpc(caller, &request.method, &request.data).await?;
+        match outcome {
+            Ok(RpcOutcome::Result(data)) => {
+                Some(Ok(Some(Reply { rpc: Some(proto::RpcResult { data }), ..Default::default() })))
+            }
+            Ok(RpcOutcome::Error(code, message, temporary)) => {
+                let error = proto::Error { code, message, temporary };
+                self.send(&Reply { id, error: Some(error), ..Default::default() });
+                Some(Ok(None))
+            }
+            Ok(RpcOutcome::Disconnect(code, reason)) => {
+                // 4000..=4999, checked by the proxy.
+                let code = u16::try_from(code).unwrap_or(4000);
+                self.disconnect(protocol::codes::DisconnectCode {
+                    code,
+                    reason: crate::proxy::disconnect_reason(&reason),
+                });
+                None
+            }
+            Err(_) => Some(Err(codes::INTERNAL.temporary())),
         }
     }
 

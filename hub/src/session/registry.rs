@@ -287,6 +287,8 @@ pub struct SessionContext {
     pub engine: Arc<Engine>,
     pub topics: TopicRegistry,
     pub registry: Arc<SessionRegistry>,
+    /// Calls to the application's backend (`rpc`).
+    pub proxies: Arc<crate::proxy::Proxies>,
 }
 
 impl SessionContext {

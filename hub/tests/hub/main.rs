@@ -50,6 +50,7 @@ mod openapi;
 mod ordering;
 mod otel;
 mod protocol_tests;
+mod proxy;
 mod quota;
 mod readiness;
 mod recovery;
