@@ -116,7 +116,9 @@ impl Default for Metrics {
             proxy_errors: Family::default(),
             registry: Registry::default(),
         };
-        // Every transport is listed from the start, at 0.
+        // Known label values are listed from the start, at 0.
+        let _ = metrics.proxy_errors.get_or_create(&[("proxy", "rpc")]);
+        // Every transport too.
         for transport in Metrics::TRANSPORT_LABELS {
             let _ = metrics.sessions_started.get_or_create(&[("transport", transport)]);
         }
