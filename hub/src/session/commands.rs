@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use protocol::codes::{self, ErrorCode, UnsubscribeCode};
 use protocol::proto::{self, ClientInfo, Command, Push, Reply};
+use protocol::subscribe_flags;
 
 use super::{ttl_until, Session, Subscription};
 use crate::auth::TokenError;
@@ -291,6 +292,7 @@ impl Session {
             subscriber: self.subscriber(chan_info.clone()),
             recover,
             recoverable,
+            reject_unrecovered: request.flag & subscribe_flags::REJECT_UNRECOVERED != 0,
             ttl,
             reply: ReplyTarget::Reply(id),
         };
@@ -334,6 +336,7 @@ impl Session {
             subscriber: self.subscriber(bytes::Bytes::new()),
             recover,
             recoverable,
+            reject_unrecovered: false,
             ttl: None,
             reply: ReplyTarget::Push,
         };

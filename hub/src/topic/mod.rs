@@ -120,6 +120,10 @@ pub struct SubscribeArgs {
     pub recover: Option<(u64, String)>,
     /// Recovery is on for this subscription (history enabled and asked for or forced).
     pub recoverable: bool,
+    /// The subscribe flag `reject_unrecovered` (Centrifugo's flag 2): a recovery
+    /// that fails is refused with error 112 "unrecoverable position" instead of
+    /// answered `recovered: false`, and the client does not join the channel.
+    pub reject_unrecovered: bool,
     /// Token expiry to report (`expires`, `ttl` seconds).
     pub ttl: Option<u32>,
     pub reply: ReplyTarget,
@@ -469,6 +473,9 @@ fn subscribe(
     // does not fit in it is answered `recovered: false` without publications.
     let max_bytes = subscriber.outbox.max_message();
     let was_recovering = args.recover.is_some() && recoverable;
+    if was_recovering && !recovered && args.reject_unrecovered {
+        return Err(TopicError::Code(codes::UNRECOVERABLE_POSITION));
+    }
     let queued = match args.reply {
         ReplyTarget::Reply(id) => {
             let reply = |publications: Vec<Publication>, recovered: bool| {
@@ -488,6 +495,9 @@ fn subscribe(
             };
             let mut encoded = reply(publications, recovered);
             if encoded.len() > max_bytes {
+                if was_recovering && args.reject_unrecovered {
+                    return Err(TopicError::Code(codes::UNRECOVERABLE_POSITION));
+                }
                 encoded = reply(Vec::new(), false);
             }
             subscriber.outbox.push(encoded)
