@@ -169,6 +169,7 @@ impl Session {
             client.clone(),
             self.myself.clone(),
             user.clone(),
+            self.emulation_id.as_deref().map(Arc::from),
             self.ip,
             ctx.connection_limits(),
         );
