@@ -871,14 +871,21 @@ fn user_envelope(command: UserCommand) -> Envelope {
 
 /// Disconnect codes travel as numbers; their reasons are the known ones.
 fn disconnect_code(code: u16) -> codes::DisconnectCode {
-    [codes::FORCE_NO_RECONNECT, codes::FORCE_RECONNECT, codes::SHUTDOWN, codes::INVALID_TOKEN]
-        .into_iter()
-        .find(|c| c.code == code)
-        .unwrap_or(if (codes::DisconnectCode { code, reason: "" }).reconnect() {
-            codes::DisconnectCode { code, reason: "force reconnect" }
-        } else {
-            codes::DisconnectCode { code, reason: "force disconnect" }
-        })
+    [
+        codes::FORCE_NO_RECONNECT,
+        codes::FORCE_RECONNECT,
+        codes::SHUTDOWN,
+        codes::INVALID_TOKEN,
+        codes::CONNECTION_LIMIT,
+        codes::EXPIRED_CONNECTION,
+    ]
+    .into_iter()
+    .find(|c| c.code == code)
+    .unwrap_or(if (codes::DisconnectCode { code, reason: "" }).reconnect() {
+        codes::DisconnectCode { code, reason: "force reconnect" }
+    } else {
+        codes::DisconnectCode { code, reason: "force disconnect" }
+    })
 }
 
 /// One shard queue: while this node is its active consumer, it owns the shard.
@@ -1401,7 +1408,8 @@ mod tests {
                 whitelist: Vec::new(),
             }
         );
-        for code in [3503, 3011, 3001, 3500] {
+        assert_eq!(disconnect_code(3504), codes::CONNECTION_LIMIT, "its reason travels too");
+        for code in [3503, 3011, 3001, 3500, 3504, 3005] {
             assert_eq!(disconnect_code(code).code, code);
         }
     }

@@ -52,6 +52,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "token",
     "channel",
     "namespaces",
+    "personal_channel",
     "otel",
 ];
 
@@ -74,6 +75,7 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "token.jwks_url",
     "otel.endpoint",
     "otel.service_name",
+    "personal_channel.namespace",
 ];
 
 /// The standard OpenTelemetry variables the hub honours, with their keys.
@@ -97,6 +99,7 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
         allow_publish: true,
         allow_subscribe: true,
         force_recovery: true,
+        allow_user_limited_channels: false,
     };
     let mut dict = Dict::new();
     dict.insert("allow_anonymous".into(), Value::from(true));
@@ -122,6 +125,7 @@ fn channel_value(options: &ChannelOptions) -> Value {
         ("allow_publish", options.allow_publish),
         ("allow_subscribe", options.allow_subscribe),
         ("force_recovery", options.force_recovery),
+        ("allow_user_limited_channels", options.allow_user_limited_channels),
     ] {
         dict.insert(key.into(), Value::from(on));
     }

@@ -16,6 +16,7 @@ use protocol::subscribe_flags;
 use super::{ttl_until, Session, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
+use crate::config::ChannelOptions;
 use crate::quota::Refusal;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
@@ -202,6 +203,12 @@ impl Session {
         if let Some(exp) = expires_at {
             self.schedule_expiry(exp);
         }
+        if ctx.config.personal_channel.enabled && !self.user.is_empty() {
+            self.join_personal_channel(&client, &request).await;
+            if self.closed {
+                return;
+            }
+        }
         for name in &channels {
             match Channel::parse(name, &ctx.config) {
                 Ok((channel, _)) => {
@@ -222,7 +229,7 @@ impl Session {
                     continue;
                 }
                 match Channel::parse(name, &ctx.config) {
-                    Ok((channel, options)) if options.allow_subscribe => {
+                    Ok((channel, options)) if channel.client_may_subscribe(options, &self.user) => {
                         let recover = sub.recover.then(|| (sub.offset, sub.epoch.clone()));
                         self.server_subscribe(channel, recover).await;
                     }
@@ -235,6 +242,28 @@ impl Session {
                     return;
                 }
             }
+        }
+    }
+
+    /// `[personal_channel]`: subscribes the new connection server-side to its
+    /// user's personal channel (recovering when the connect names it in
+    /// `subs`), after closing the user's other connections everywhere when
+    /// only one is allowed.
+    async fn join_personal_channel(&mut self, client: &str, request: &proto::ConnectRequest) {
+        let ctx = self.ctx.clone();
+        let personal = &ctx.config.personal_channel;
+        if personal.single_connection {
+            if let Err(error) = ctx.engine.disconnect_user_except(&self.user, client, codes::CONNECTION_LIMIT).await {
+                tracing::warn!(code = error.code, "single connection: the user's other connections were not told");
+            }
+        }
+        let name = personal.channel(&self.user);
+        match Channel::parse(&name, &ctx.config) {
+            Ok((channel, _)) => {
+                let recover = request.subs.get(&name).filter(|s| s.recover).map(|s| (s.offset, s.epoch.clone()));
+                self.server_subscribe(channel, recover).await;
+            }
+            Err(error) => tracing::warn!(channel = %name, code = error.code, "personal channel refused"),
         }
     }
 
@@ -283,7 +312,7 @@ impl Session {
                     return Err(codes::PERMISSION_DENIED);
                 }
             }
-        } else if !options.allow_subscribe {
+        } else if !channel.client_may_subscribe(options, &self.user) {
             return Err(codes::PERMISSION_DENIED);
         }
         let recoverable = options.history_enabled() && (options.force_recovery || request.recoverable);
@@ -411,9 +440,9 @@ impl Session {
     }
 
     /// Presence and history are for the channel's subscribers, or for anyone
-    /// where any client may subscribe.
-    fn may_read(&self, channel: &Channel, allow_subscribe: bool) -> Result<(), ErrorCode> {
-        if self.subs.contains_key(channel) || allow_subscribe {
+    /// who may subscribe by itself (see [`Channel::client_may_subscribe`]).
+    fn may_read(&self, channel: &Channel, options: &ChannelOptions) -> Result<(), ErrorCode> {
+        if self.subs.contains_key(channel) || channel.client_may_subscribe(options, &self.user) {
             Ok(())
         } else {
             Err(codes::PERMISSION_DENIED)
@@ -423,7 +452,7 @@ impl Session {
     async fn presence(&mut self, request: proto::PresenceRequest) -> Handled {
         let ctx = self.ctx.clone();
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
-        self.may_read(&channel, options.allow_subscribe)?;
+        self.may_read(&channel, options)?;
         let presence = ctx.engine.presence(channel.as_str()).await?;
         Ok(Some(Reply { presence: Some(proto::PresenceResult { presence }), ..Default::default() }))
     }
@@ -431,7 +460,7 @@ impl Session {
     async fn presence_stats(&mut self, request: proto::PresenceStatsRequest) -> Handled {
         let ctx = self.ctx.clone();
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
-        self.may_read(&channel, options.allow_subscribe)?;
+        self.may_read(&channel, options)?;
         let (num_clients, num_users) = ctx.engine.presence_stats(channel.as_str()).await?;
         Ok(Some(Reply {
             presence_stats: Some(proto::PresenceStatsResult { num_clients, num_users }),
@@ -442,7 +471,7 @@ impl Session {
     async fn history(&mut self, request: proto::HistoryRequest) -> Handled {
         let ctx = self.ctx.clone();
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
-        self.may_read(&channel, options.allow_subscribe)?;
+        self.may_read(&channel, options)?;
         let max = options.history_size.min(i32::MAX as usize) as i32;
         let limit = if request.limit < 0 || request.limit > max { max } else { request.limit };
         let query = HistoryQuery { limit, since: request.since.map(|s| (s.offset, s.epoch)), reverse: request.reverse };

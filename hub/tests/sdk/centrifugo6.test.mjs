@@ -1,10 +1,14 @@
 // Centrifugo 6 features the centrifuge SDK uses, over JSON and Protobuf:
 // - subscribe flag 2 (reject unrecovered): a subscription with `getState` that
 //   cannot recover after a reconnect gets error 112 "unrecoverable position",
-//   and the SDK asks `getState` again instead of delivering `recovered: false`.
+//   and the SDK asks `getState` again instead of delivering `recovered: false`;
+// - the personal channel (`[personal_channel]`): a user's connection is
+//   subscribed server-side to `personal:#<user>` at connect, recovers it after a
+//   reconnect, and other users are refused it with 103 (user-limited channel).
 
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +25,28 @@ history_ttl = "300s"
 allow_subscribe = true
 force_recovery = true
 `;
+
+const SECRET = 'sdk-c6-secret';
+
+// Tokens, and personal channels in the namespace `personal`.
+const PERSONAL_CONFIG = `
+[personal_channel]
+enabled = true
+namespace = "personal"
+
+[namespaces.personal]
+history_size = 10
+history_ttl = "300s"
+force_recovery = true
+allow_user_limited_channels = true
+`;
+
+/** An HS256 connection JWT for `sub`, valid for an hour. */
+function token(sub) {
+  const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+  const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  return `${unsigned}.${createHmac('sha256', SECRET).update(unsigned).digest('base64url')}`;
+}
 
 /** A WebSocket that keeps every JSON message the hub sends (JSON protocol only). */
 function recordingWebSocket(Base, received) {
@@ -137,6 +163,100 @@ describe('Centrifugo 6 features with the centrifuge SDK', () => {
         const ctx = await again;
         assert.equal(ctx.wasRecovering, true);
         assert.equal(ctx.recovered, false);
+      });
+    });
+  }
+});
+
+describe('the personal channel with the centrifuge SDK', () => {
+  let hub;
+  let dir;
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'hub-c6-personal-'));
+    const file = path.join(dir, 'hub.toml');
+    writeFileSync(file, PERSONAL_CONFIG);
+    hub = await startHub(['--dev', '--config', file, '--token-hmac-secret', SECRET], { name: 'personal' });
+  });
+  after(async () => {
+    if (hub) await hub.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const P of PROTOCOLS) {
+    describe(`over ${P.name}`, () => {
+      const cleanups = [];
+      afterEach(async () => {
+        while (cleanups.length) await cleanups.pop()();
+      });
+
+      it('a user is subscribed server-side to personal:#<user> and recovers it', TEST, async () => {
+        const user = `${P.name}-${process.pid}-42`;
+        const channel = `personal:#${user}`;
+        const network = await new Network().start();
+        cleanups.push(() => network.close());
+        const clients = new Clients(P, hub.wsUrl);
+        cleanups.push(() => clients.disconnectAll());
+        const client = clients.create({
+          token: token(user),
+          websocket: network.WebSocket,
+          minReconnectDelay: 100,
+          maxReconnectDelay: 300,
+        });
+        const subscribed = nextEvent(client, 'subscribed', `the server-side subscription to ${channel}`, {
+          filter: (ctx) => ctx.channel === channel,
+        });
+        client.connect();
+        const ctx = await subscribed;
+        assert.equal(ctx.recoverable, true, JSON.stringify(ctx));
+
+        const live = nextEvent(client, 'publication', `a publication on ${channel}`, {
+          filter: (p) => p.channel === channel,
+        });
+        await publish(hub.apiUrl, channel, { n: 1 });
+        assert.deepEqual(P.decode((await live).data), { n: 1 });
+
+        // Cut off: what is published meanwhile comes back with the reconnect.
+        const down = nextEvent(client, 'connecting', 'the client to notice the cut');
+        network.cut();
+        await down;
+        await publish(hub.apiUrl, channel, { n: 2 });
+        const recovered = nextEvent(client, 'subscribed', 'the personal channel after the reconnect', {
+          filter: (c) => c.channel === channel,
+          ms: 10000,
+        });
+        const missed = nextEvent(client, 'publication', 'the missed publication', {
+          filter: (p) => p.channel === channel,
+          ms: 10000,
+        });
+        network.restore();
+        const again = await recovered;
+        assert.equal(again.streamPosition.offset, 2, JSON.stringify(again));
+        if (P.name === 'json') {
+          // The subscribe push's recovery outcome is a JSON extension of the hub
+          // (the upstream Protobuf `Subscribe` has no such fields).
+          assert.equal(again.recovered, true, JSON.stringify(again));
+        }
+        const pub = await missed;
+        assert.equal(pub.offset, 2);
+        assert.deepEqual(P.decode(pub.data), { n: 2 });
+      });
+
+      it("another user's personal channel is refused with 103", TEST, async () => {
+        const owner = `${P.name}-${process.pid}-owner`;
+        const clients = new Clients(P, hub.wsUrl);
+        cleanups.push(() => clients.disconnectAll());
+        const other = `${P.name}-${process.pid}-other`;
+        const { client } = await clients.connected({ token: token(other) }, 'the other user');
+        const sub = client.newSubscription(`personal:#${owner}`);
+        const refused = nextEvent(sub, 'unsubscribed', "the refusal of another user's personal channel");
+        sub.subscribe();
+        const ctx = await refused;
+        assert.deepEqual({ code: ctx.code, reason: ctx.reason }, { code: 103, reason: 'permission denied' });
+        // A user-limited channel that lists the user is open to it.
+        const shared = client.newSubscription(`personal:dialog#${owner},${other}`);
+        const ok = nextEvent(shared, 'subscribed', 'a user-limited channel listing the user');
+        shared.subscribe();
+        await ok;
       });
     });
   }
