@@ -186,6 +186,11 @@ pub struct ChannelOptions {
     /// only by the users listed after its last `#`, comma-separated
     /// (`dialog#42,43`); `allow_subscribe` does not open it to others.
     pub allow_user_limited_channels: bool,
+    /// Clients may send a tags filter with their subscribe (the SDKs'
+    /// `tagsFilter`): they then get only the publications whose tags pass it,
+    /// live and recovered. Without it, a subscribe with a filter is refused
+    /// (107), as in Centrifugo.
+    pub allow_tags_filter: bool,
 }
 
 /// `[personal_channel]`: Centrifugo's `client.subscribe_to_user_personal_channel`.

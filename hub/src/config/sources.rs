@@ -100,6 +100,7 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
         allow_subscribe: true,
         force_recovery: true,
         allow_user_limited_channels: false,
+        allow_tags_filter: true,
     };
     let mut dict = Dict::new();
     dict.insert("allow_anonymous".into(), Value::from(true));
@@ -126,6 +127,7 @@ fn channel_value(options: &ChannelOptions) -> Value {
         ("allow_subscribe", options.allow_subscribe),
         ("force_recovery", options.force_recovery),
         ("allow_user_limited_channels", options.allow_user_limited_channels),
+        ("allow_tags_filter", options.allow_tags_filter),
     ] {
         dict.insert(key.into(), Value::from(on));
     }

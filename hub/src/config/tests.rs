@@ -49,6 +49,7 @@ fn dev_options() -> ChannelOptions {
         allow_subscribe: true,
         force_recovery: true,
         allow_user_limited_channels: false,
+        allow_tags_filter: true,
     }
 }
 

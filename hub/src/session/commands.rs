@@ -18,6 +18,7 @@ use crate::auth::TokenError;
 use crate::channel::Channel;
 use crate::config::ChannelOptions;
 use crate::quota::Refusal;
+use crate::topic::filter::TagsFilter;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
@@ -267,8 +268,9 @@ impl Session {
         }
     }
 
-    fn subscriber(&self, chan_info: bytes::Bytes) -> Subscriber {
+    fn subscriber(&self, chan_info: bytes::Bytes, filter: Option<Arc<TagsFilter>>) -> Subscriber {
         Subscriber {
+            filter,
             client: self.client_id(),
             user: self.user.clone(),
             outbox: self.outbox.clone(),
@@ -315,11 +317,25 @@ impl Session {
         } else if !channel.client_may_subscribe(options, &self.user) {
             return Err(codes::PERMISSION_DENIED);
         }
+        let filter = match &request.tf {
+            None => None,
+            Some(_) if !options.allow_tags_filter => {
+                tracing::info!(channel = %channel, "subscribe refused: tags filter not allowed in the namespace");
+                return Err(codes::BAD_REQUEST);
+            }
+            Some(node) => match TagsFilter::new(node) {
+                Ok(filter) => Some(Arc::new(filter)),
+                Err(reason) => {
+                    tracing::info!(channel = %channel, %reason, "subscribe refused: invalid tags filter");
+                    return Err(codes::BAD_REQUEST);
+                }
+            },
+        };
         let recoverable = options.history_enabled() && (options.force_recovery || request.recoverable);
         let recover = request.recover.then(|| (request.offset, request.epoch.clone()));
         let ttl = expires_at.map(ttl_until);
         let args = SubscribeArgs {
-            subscriber: self.subscriber(chan_info.clone()),
+            subscriber: self.subscriber(chan_info.clone(), filter),
             recover,
             recoverable,
             reject_unrecovered: request.flag & subscribe_flags::REJECT_UNRECOVERED != 0,
@@ -363,7 +379,7 @@ impl Session {
         let Some(options) = Channel::parse(channel.as_str(), &ctx.config).ok().map(|(_, o)| o) else { return };
         let recoverable = options.history_enabled();
         let args = SubscribeArgs {
-            subscriber: self.subscriber(bytes::Bytes::new()),
+            subscriber: self.subscriber(bytes::Bytes::new(), None),
             recover,
             recoverable,
             reject_unrecovered: false,

@@ -134,6 +134,7 @@ pub fn open_options() -> ChannelOptions {
         allow_subscribe: true,
         force_recovery: false,
         allow_user_limited_channels: false,
+        allow_tags_filter: false,
     }
 }
 

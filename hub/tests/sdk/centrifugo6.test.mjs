@@ -4,7 +4,8 @@
 //   and the SDK asks `getState` again instead of delivering `recovered: false`;
 // - the personal channel (`[personal_channel]`): a user's connection is
 //   subscribed server-side to `personal:#<user>` at connect, recovers it after a
-//   reconnect, and other users are refused it with 103 (user-limited channel).
+//   reconnect, and other users are refused it with 103 (user-limited channel);
+// - tags filters (`tagsFilter`): only the publications whose tags pass.
 
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +25,12 @@ history_size = 2
 history_ttl = "300s"
 allow_subscribe = true
 force_recovery = true
+
+[namespaces.tagged]
+history_size = 10
+history_ttl = "300s"
+allow_subscribe = true
+allow_tags_filter = true
 `;
 
 const SECRET = 'sdk-c6-secret';
@@ -138,6 +145,37 @@ describe('Centrifugo 6 features with the centrifuge SDK', () => {
             `one 112 on the wire: ${JSON.stringify(received)}`,
           );
         }
+      });
+
+      it('tagsFilter: only the publications whose tags pass it', TEST, async () => {
+        const clients = new Clients(P, hub.wsUrl);
+        cleanups.push(() => clients.disconnectAll());
+        const { client } = await clients.connected({}, 'filtering client');
+        const channel = uniqueChannel(`tagged:prices-${P.name}`);
+        const sub = client.newSubscription(channel, {
+          tagsFilter: { op: 'or', nodes: [{ key: 'ticker', cmp: 'eq', val: 'BTC' }, { key: 'price', cmp: 'gt', val: '100' }] },
+        });
+        const received = [];
+        sub.on('publication', (ctx) => received.push(P.decode(ctx.data)));
+        const subscribed = nextEvent(sub, 'subscribed', 'the filtered subscription');
+        sub.subscribe();
+        await subscribed;
+        const last = nextEvent(sub, 'publication', 'the last matching publication', { filter: (ctx) => P.decode(ctx.data).n === 4 });
+        await api(hub.apiUrl, 'publish', { channel, data: { n: 1 }, tags: { ticker: 'ETH', price: '50' } });
+        await api(hub.apiUrl, 'publish', { channel, data: { n: 2 }, tags: { ticker: 'BTC', price: '50' } });
+        await api(hub.apiUrl, 'publish', { channel, data: { n: 3 } });
+        await api(hub.apiUrl, 'publish', { channel, data: { n: 4 }, tags: { ticker: 'ETH', price: '100.5' } });
+        await last;
+        assert.deepEqual(received, [{ n: 2 }, { n: 4 }]);
+
+        // A namespace without allow_tags_filter refuses it: 107, for good.
+        const refused = client.newSubscription(uniqueChannel('smallhistory:nofilter'), {
+          tagsFilter: { key: 'ticker', cmp: 'eq', val: 'BTC' },
+        });
+        const gone = nextEvent(refused, 'unsubscribed', 'the refused filter');
+        refused.subscribe();
+        const ctx = await gone;
+        assert.deepEqual({ code: ctx.code, reason: ctx.reason }, { code: 107, reason: 'bad request' });
       });
 
       it('without getState the same lost position is recovered: false', TEST, async () => {
