@@ -69,6 +69,23 @@ async fn openapi_document_describes_every_method() {
         assert!(schemas.contains_key(name), "{reference} does not resolve");
     }
 
+    // refresh, and the session/whitelist fields of the user commands.
+    assert_eq!(
+        paths["/api/refresh"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RefreshRequest"
+    );
+    let fields = |schema: &str| -> BTreeSet<String> {
+        schemas[schema]["properties"].as_object().expect("properties").keys().cloned().collect()
+    };
+    for field in ["user", "client", "session", "expired", "expire_at"] {
+        assert!(fields("RefreshRequest").contains(field), "RefreshRequest.{field}");
+    }
+    assert!(fields("DisconnectRequest").contains("whitelist") && fields("DisconnectRequest").contains("session"));
+    assert!(fields("UserChannelRequest").contains("session"));
+    let required: BTreeSet<&str> =
+        schemas["RefreshRequest"]["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
+    assert_eq!(required, BTreeSet::from(["user"]));
+
     // The error shape: {"error": {"code", "message"}}.
     let error = &schemas["ErrorBody"];
     let required: BTreeSet<&str> =
