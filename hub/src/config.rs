@@ -148,6 +148,8 @@ pub struct Config {
     pub channel: ChannelOptions,
     /// Options per namespace: channel `chat:room1` uses `namespaces["chat"]`.
     pub namespaces: BTreeMap<String, ChannelOptions>,
+    /// The automatic server-side subscription of every user to its personal channel.
+    pub personal_channel: PersonalChannelConfig,
     /// OpenTelemetry: the OTLP exporter (off while `otel.endpoint` is unset).
     pub otel: OtelConfig,
     /// Calls to the application's backend (`[proxy.rpc]`, ...).
@@ -184,6 +186,42 @@ pub struct ChannelOptions {
     pub allow_subscribe: bool,
     /// Subscriptions are recoverable without the client asking.
     pub force_recovery: bool,
+    /// User-limited channels (Centrifugo's option of the same name): a
+    /// channel whose name holds `#` may be subscribed to (without a token)
+    /// only by the users listed after its last `#`, comma-separated
+    /// (`dialog#42,43`); `allow_subscribe` does not open it to others.
+    pub allow_user_limited_channels: bool,
+    /// Clients may send a tags filter with their subscribe (the SDKs'
+    /// `tagsFilter`): they then get only the publications whose tags pass it,
+    /// live and recovered. Without it, a subscribe with a filter is refused
+    /// (107), as in Centrifugo.
+    pub allow_tags_filter: bool,
+}
+
+/// `[personal_channel]`: Centrifugo's `client.subscribe_to_user_personal_channel`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersonalChannelConfig {
+    /// Every connection with a user (not anonymous) is subscribed server-side,
+    /// at connect, to the user's personal channel `<namespace>:#<user>`.
+    pub enabled: bool,
+    /// The namespace of personal channels (it must exist); empty: channels
+    /// without namespace (`#<user>`).
+    pub namespace: String,
+    /// One connection per user: a new connection closes the user's other
+    /// connections, on every node, with 3504 "connection limit".
+    pub single_connection: bool,
+}
+
+impl PersonalChannelConfig {
+    /// The personal channel of `user`.
+    pub fn channel(&self, user: &str) -> String {
+        if self.namespace.is_empty() {
+            format!("#{user}")
+        } else {
+            format!("{}:#{user}", self.namespace)
+        }
+    }
 }
 
 impl ChannelOptions {
@@ -244,6 +282,7 @@ impl Default for Config {
             token: TokenConfig::default(),
             channel: ChannelOptions::default(),
             namespaces: BTreeMap::new(),
+            personal_channel: PersonalChannelConfig::default(),
             otel: OtelConfig::default(),
             proxy: ProxyConfig::default(),
         }
@@ -479,6 +518,13 @@ impl Config {
                 ));
             }
             channel_problems(&key, options, &mut out);
+        }
+        let personal = &self.personal_channel;
+        if personal.enabled && !personal.namespace.is_empty() && !self.namespaces.contains_key(&personal.namespace) {
+            out.push((
+                "personal_channel.namespace".into(),
+                format!("namespace {:?} is not configured in [namespaces]", personal.namespace),
+            ));
         }
         out
     }

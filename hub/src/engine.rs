@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use protocol::codes::{self, ErrorCode};
+use protocol::codes::{self, DisconnectCode, ErrorCode};
 use protocol::proto::{ClientInfo, Publication};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, UserCommand};
 use crate::channel::Channel;
 use crate::config::{ChannelOptions, Config};
 use crate::telemetry::TraceContext;
@@ -28,6 +28,19 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Arc<Config>, broker: Arc<dyn Broker>) -> Engine {
         Engine { config, broker }
+    }
+
+    /// Closes every connection of `user`, on every node, except the client
+    /// `keep` (a personal channel's `single_connection`).
+    pub async fn disconnect_user_except(&self, user: &str, keep: &str, code: DisconnectCode) -> Result<(), ErrorCode> {
+        let command = UserCommand::Disconnect {
+            user: user.into(),
+            client: None,
+            session: None,
+            whitelist: vec![keep.into()],
+            code,
+        };
+        self.broker.user_command(command).await
     }
 
     /// Validates `channel` against the configuration: its name and namespace options.

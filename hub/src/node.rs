@@ -24,12 +24,13 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::broker::amqp::{AmqpSettings, Cluster};
 use crate::broker::memory::MemoryBroker;
+pub use crate::broker::ExpiryRefresh;
 use crate::broker::{Broker, BrokerEvents, UserCommand};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 pub use crate::metrics::NodeInfo;
-use crate::session::{SessionContext, SessionRegistry};
+use crate::session::{Selector, SessionContext, SessionRegistry};
 use crate::telemetry::TraceContext;
 use crate::topic::registry::TopicRegistry;
 use crate::topic::{HistoryPage, HistoryQuery, Position, PublishArgs, Replication, TopicMsg};
@@ -48,6 +49,15 @@ pub struct Node {
     topic_supervisor: ActorCell,
     /// Cancelled when shutdown starts.
     stopping: CancellationToken,
+}
+
+/// Narrows a server command to some of a user's connections: one client,
+/// the connection with one session id (SSE and HTTP-stream connections have
+/// one, given in their connect reply), or both.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    pub client: Option<&'a str>,
+    pub session: Option<&'a str>,
 }
 
 impl Node {
@@ -208,32 +218,53 @@ impl Node {
         });
     }
 
-    /// Subscribes the user's connections (or one of them) to `channel`
-    /// server-side, on every node.
-    pub fn subscribe_user(&self, user: &str, channel: &str, client: Option<&str>) -> Result<(), ErrorCode> {
+    /// Subscribes the user's connections (or those `target` names) to
+    /// `channel` server-side, on every node.
+    pub fn subscribe_user(&self, user: &str, channel: &str, target: Target<'_>) -> Result<(), ErrorCode> {
         self.engine.channel(channel)?;
         self.everywhere(UserCommand::Subscribe {
             user: user.into(),
             channel: channel.into(),
-            client: client.map(Into::into),
+            client: target.client.map(Into::into),
+            session: target.session.map(Into::into),
         });
         Ok(())
     }
 
-    /// Unsubscribes the user's connections (or one of them) from `channel`, on every node.
-    pub fn unsubscribe_user(&self, user: &str, channel: &str, client: Option<&str>) -> Result<(), ErrorCode> {
+    /// Unsubscribes the user's connections (or those `target` names) from
+    /// `channel`, on every node.
+    pub fn unsubscribe_user(&self, user: &str, channel: &str, target: Target<'_>) -> Result<(), ErrorCode> {
         self.engine.channel(channel)?;
         self.everywhere(UserCommand::Unsubscribe {
             user: user.into(),
             channel: channel.into(),
-            client: client.map(Into::into),
+            client: target.client.map(Into::into),
+            session: target.session.map(Into::into),
         });
         Ok(())
     }
 
-    /// Disconnects the user's connections (or one of them) with `code`, on every node.
-    pub fn disconnect_user(&self, user: &str, client: Option<&str>, code: DisconnectCode) {
-        self.everywhere(UserCommand::Disconnect { user: user.into(), client: client.map(Into::into), code });
+    /// Disconnects the user's connections (or those `target` names) with
+    /// `code`, on every node, except the clients in `whitelist`.
+    pub fn disconnect_user(&self, user: &str, target: Target<'_>, whitelist: Vec<String>, code: DisconnectCode) {
+        self.everywhere(UserCommand::Disconnect {
+            user: user.into(),
+            client: target.client.map(Into::into),
+            session: target.session.map(Into::into),
+            whitelist,
+            code,
+        });
+    }
+
+    /// Sets the expiry of the user's connections (or those `target` names),
+    /// on every node: server API `refresh`.
+    pub fn refresh_user(&self, user: &str, target: Target<'_>, refresh: ExpiryRefresh) {
+        self.everywhere(UserCommand::Refresh {
+            user: user.into(),
+            client: target.client.map(Into::into),
+            session: target.session.map(Into::into),
+            refresh,
+        });
     }
 
     /// This node and every live node of its cluster.
@@ -281,18 +312,29 @@ impl BrokerEvents for NodeEvents {
     fn user_command(&self, command: UserCommand) {
         let channel = |name: &str| crate::channel::Channel::parse(name, &self.config).ok().map(|(channel, _)| channel);
         match command {
-            UserCommand::Subscribe { user, channel: name, client } => {
+            UserCommand::Subscribe { user, channel: name, client, session } => {
                 if let Some(channel) = channel(&name) {
-                    self.registry.subscribe_user(&user, channel, client.as_deref());
+                    let select = Selector { client: client.as_deref(), session: session.as_deref(), except: &[] };
+                    self.registry.subscribe_user(&user, channel, select);
                 }
             }
-            UserCommand::Unsubscribe { user, channel: name, client } => {
+            UserCommand::Unsubscribe { user, channel: name, client, session } => {
                 if let Some(channel) = channel(&name) {
-                    self.registry.unsubscribe_user(&user, channel, client.as_deref());
+                    let select = Selector { client: client.as_deref(), session: session.as_deref(), except: &[] };
+                    self.registry.unsubscribe_user(&user, channel, select);
                 }
             }
-            UserCommand::Disconnect { user, client, code } => {
-                self.registry.disconnect_user(&user, client.as_deref(), code)
+            UserCommand::Disconnect { user, client, session, whitelist, code } => {
+                let select = Selector { client: client.as_deref(), session: session.as_deref(), except: &whitelist };
+                self.registry.disconnect_user(&user, select, code)
+            }
+            UserCommand::Refresh { user, client, session, refresh } => {
+                let select = Selector { client: client.as_deref(), session: session.as_deref(), except: &[] };
+                match refresh {
+                    ExpiryRefresh::Expired => self.registry.disconnect_user(&user, select, codes::EXPIRED_CONNECTION),
+                    ExpiryRefresh::ExpireAt(exp) => self.registry.refresh_user(&user, select, Some(exp)),
+                    ExpiryRefresh::Never => self.registry.refresh_user(&user, select, None),
+                }
             }
         }
     }

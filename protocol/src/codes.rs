@@ -117,7 +117,9 @@ pub const BAD_REQUEST_DISCONNECT: DisconnectCode = DisconnectCode::new(3501, "ba
 pub const STALE: DisconnectCode = DisconnectCode::new(3502, "stale");
 /// Disconnected by the server API, do not reconnect.
 pub const FORCE_NO_RECONNECT: DisconnectCode = DisconnectCode::new(3503, "force disconnect");
-/// A connection limit (per node, per user, per client address) was reached.
+/// A connection limit (per node, per user, per client address) was reached,
+/// or a newer connection of the same user took this one's place (personal
+/// channel with `single_connection`); do not reconnect.
 pub const CONNECTION_LIMIT: DisconnectCode = DisconnectCode::new(3504, "connection limit");
 /// Too many subscriptions on one connection.
 pub const CHANNEL_LIMIT: DisconnectCode = DisconnectCode::new(3505, "channel limit");
@@ -161,7 +163,7 @@ mod tests {
         // A client over its command rate comes back after its backoff; one over a
         // connection limit does not (Centrifugo's 3013 and 3504).
         assert!(TOO_MANY_REQUESTS_DISCONNECT.reconnect() && !CONNECTION_LIMIT.reconnect());
-        assert!(KEYS_UNAVAILABLE.temporary && KEYS_UNAVAILABLE.code == INTERNAL.code);
+        const { assert!(KEYS_UNAVAILABLE.temporary && KEYS_UNAVAILABLE.code == INTERNAL.code) };
         assert!(UNSUBSCRIBE_INSUFFICIENT_STATE.resubscribe());
         assert!(!UNSUBSCRIBE_SERVER.resubscribe());
     }

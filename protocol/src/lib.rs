@@ -21,6 +21,16 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/hub.protocol.rs"));
 }
 
+/// Bits of `SubscribeRequest.flag`: subscription features the client asks for.
+pub mod subscribe_flags {
+    /// The client accepts the channel's compact form of pushes (no effect here:
+    /// the hub sends the full form, which every SDK reads).
+    pub const CHANNEL_COMPACTION: i64 = 1;
+    /// A recovery that cannot be completed is refused with error 112
+    /// "unrecoverable position" instead of answered `recovered: false`.
+    pub const REJECT_UNRECOVERED: i64 = 2;
+}
+
 pub use codec::{DecodeError, Encoding};
 /// Re-exported so users of the wire types can call `prost::Message` methods.
 pub use prost;

@@ -119,13 +119,28 @@ prop_compose! {
     }
 }
 
+/// A tags filter: a leaf, or and/or/not over up to three levels of children.
+fn filter_node() -> impl Strategy<Value = FilterNode> {
+    let leaf = (text(), text(), text(), vec(text(), 0..3)).prop_map(|(key, cmp, val, vals)| FilterNode {
+        key,
+        cmp,
+        val,
+        vals,
+        ..Default::default()
+    });
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        (text(), vec(inner, 0..3)).prop_map(|(op, nodes)| FilterNode { op, nodes, ..Default::default() })
+    })
+}
+
 prop_compose! {
     fn gen_subscribe_request()(
         (channel, token, recover, epoch, offset) in (text(), text(), any::<bool>(), text(), any::<u64>()),
         (data, positioned, recoverable, join_leave, flag) in
             (raw_json(), any::<bool>(), any::<bool>(), any::<bool>(), any::<i64>()),
+        tf in weighted(0.3, filter_node()),
     ) -> SubscribeRequest {
-        SubscribeRequest { channel, token, recover, epoch, offset, data, positioned, recoverable, join_leave, flag }
+        SubscribeRequest { channel, token, recover, epoch, offset, data, positioned, recoverable, join_leave, tf, flag }
     }
 }
 

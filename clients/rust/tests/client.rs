@@ -152,14 +152,14 @@ async fn server_reconnect_code_reconnects_and_final_code_stops() {
     let (client, mut events) = Client::connect(client_config(&hub, Encoding::Json));
     client.subscribe("news", SubscribeOptions::default()).await.expect("subscribed");
 
-    hub.node.disconnect_user("", None, codes::FORCE_RECONNECT);
+    hub.node.disconnect_user("", hub::node::Target::default(), Vec::new(), codes::FORCE_RECONNECT);
     match until(&mut events, |e| matches!(e, Event::Disconnected { .. })).await {
         Event::Disconnected { code, reconnect, .. } => assert_eq!((code, reconnect), (3011, true)),
         _ => unreachable!(),
     }
     until(&mut events, |e| matches!(e, Event::Subscribed { was_recovering: true, recovered: true, .. })).await;
 
-    hub.node.disconnect_user("", None, codes::FORCE_NO_RECONNECT);
+    hub.node.disconnect_user("", hub::node::Target::default(), Vec::new(), codes::FORCE_NO_RECONNECT);
     match until(&mut events, |e| matches!(e, Event::Disconnected { .. })).await {
         Event::Disconnected { code, reconnect, .. } => assert_eq!((code, reconnect), (3503, false)),
         _ => unreachable!(),

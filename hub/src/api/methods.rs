@@ -5,7 +5,7 @@
 //! sends options this hub does not have (`skip_history`, `delta`, `override`,
 //! subscribe's `info`/`data`/`recover_since`, ...) still works;
 //! the few options whose silent omission would do something else than asked
-//! (`session`, `whitelist`) are refused with 107. Publication `data` is kept
+//! (refresh's `info`) are refused with 107. Publication `data` is kept
 //! as the exact JSON text of the request and embedded as is in replies.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::{base64, pattern};
-use crate::node::{Node, NodeInfo};
+use crate::node::{ExpiryRefresh, Node, NodeInfo, Target};
 use crate::topic::{HistoryQuery, Position, PublishArgs};
 
 /// Channels of one broadcast published at the same time.
@@ -34,6 +34,7 @@ pub enum Method {
     Subscribe,
     Unsubscribe,
     Disconnect,
+    Refresh,
     Presence,
     PresenceStats,
     History,
@@ -43,12 +44,13 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::Publish,
         Method::Broadcast,
         Method::Subscribe,
         Method::Unsubscribe,
         Method::Disconnect,
+        Method::Refresh,
         Method::Presence,
         Method::PresenceStats,
         Method::History,
@@ -65,6 +67,7 @@ impl Method {
             Method::Subscribe => "subscribe",
             Method::Unsubscribe => "unsubscribe",
             Method::Disconnect => "disconnect",
+            Method::Refresh => "refresh",
             Method::Presence => "presence",
             Method::PresenceStats => "presence_stats",
             Method::History => "history",
@@ -92,6 +95,7 @@ impl Method {
             8 => Method::Channels,
             9 => Method::Info,
             11 => Method::Subscribe,
+            12 => Method::Refresh,
             _ => return None,
         })
     }
@@ -141,23 +145,47 @@ pub struct UserChannelRequest {
     pub channel: String,
     /// Only this connection of the user.
     pub client: Option<String>,
-    /// Not supported (refused when not empty).
-    #[schema(max_length = 0)]
+    /// Only the connection with this session id: the `session` of an SSE or
+    /// HTTP-stream connection's connect reply (WebSocket connections have none).
     pub session: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DisconnectRequest {
     pub user: String,
+    /// Only this connection of the user.
     pub client: Option<String>,
     #[serde(default, deserialize_with = "object")]
     pub disconnect: Option<DisconnectSpec>,
-    /// Not supported (refused when not empty).
-    #[schema(max_length = 0)]
+    /// Only the connection with this session id (see `subscribe`).
     pub session: Option<String>,
-    /// Not supported (refused when not empty).
-    #[schema(max_items = 0)]
+    /// Client ids that stay connected.
     pub whitelist: Option<Vec<String>>,
+}
+
+/// `refresh`: the expiry of a user's connections, set by the backend (for
+/// connections whose token expires, or to end them as expired).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub user: String,
+    /// Only this connection of the user.
+    pub client: Option<String>,
+    /// Only the connection with this session id (see `subscribe`).
+    pub session: Option<String>,
+    /// `true`: close the connections now with 3005 "connection expired".
+    pub expired: Option<bool>,
+    /// Unix time (seconds) at which the connections expire (then closed with
+    /// 3005 after `client_expired_close_delay` unless refreshed again); a time
+    /// already past closes them now; 0 or absent: they no longer expire. The
+    /// clients get a `refresh` push with the new `ttl`. Negative: refused (107).
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 0)]
+    pub expire_at: Option<i64>,
+    /// Centrifugo's new connection info: not supported here, refused (107)
+    /// whenever given, so it is left out of the document.
+    #[schema(ignore)]
+    #[serde(default, deserialize_with = "json_value")]
+    pub info: Option<Box<RawValue>>,
 }
 
 /// The close code a disconnect asks for. A `reason` may be sent but the hub
@@ -215,6 +243,7 @@ pub enum Call {
     Subscribe(UserChannelRequest),
     Unsubscribe(UserChannelRequest),
     Disconnect(DisconnectRequest),
+    Refresh(RefreshRequest),
     Presence(ChannelRequest),
     PresenceStats(ChannelRequest),
     History(HistoryRequest),
@@ -245,6 +274,7 @@ impl Call {
             Method::Subscribe => Call::Subscribe(parse(body)?),
             Method::Unsubscribe => Call::Unsubscribe(parse(body)?),
             Method::Disconnect => Call::Disconnect(parse(body)?),
+            Method::Refresh => Call::Refresh(parse(body)?),
             Method::Presence => Call::Presence(parse(body)?),
             Method::PresenceStats => Call::PresenceStats(parse(body)?),
             Method::History => Call::History(parse(body)?),
@@ -261,6 +291,7 @@ impl Call {
             Call::Subscribe(_) => Method::Subscribe,
             Call::Unsubscribe(_) => Method::Unsubscribe,
             Call::Disconnect(_) => Method::Disconnect,
+            Call::Refresh(_) => Method::Refresh,
             Call::Presence(_) => Method::Presence,
             Call::PresenceStats(_) => Method::PresenceStats,
             Call::History(_) => Method::History,
@@ -285,20 +316,27 @@ impl Call {
             Call::Publish(request) => MethodResult::Publish(publish(node, request).await?),
             Call::Broadcast(request) => MethodResult::Broadcast(broadcast(node, request).await?),
             Call::Subscribe(request) => {
-                let (user, channel, client) = user_channel(&request)?;
-                node.subscribe_user(user, channel, client)?;
+                let (user, channel, target) = user_channel(&request)?;
+                node.subscribe_user(user, channel, target)?;
                 MethodResult::Empty(Empty {})
             }
             Call::Unsubscribe(request) => {
-                let (user, channel, client) = user_channel(&request)?;
-                node.unsubscribe_user(user, channel, client)?;
+                let (user, channel, target) = user_channel(&request)?;
+                node.unsubscribe_user(user, channel, target)?;
                 MethodResult::Empty(Empty {})
             }
             Call::Disconnect(request) => {
-                refuse_unsupported("session", request.session.as_ref().is_some_and(|s| !s.is_empty()))?;
-                refuse_unsupported("whitelist", request.whitelist.as_ref().is_some_and(|w| !w.is_empty()))?;
                 let code = disconnect_code(request.disconnect.as_ref())?;
-                node.disconnect_user(&request.user, non_empty(&request.client), code);
+                let target = Target { client: non_empty(&request.client), session: non_empty(&request.session) };
+                let whitelist = request.whitelist.unwrap_or_default().into_iter().filter(|c| !c.is_empty()).collect();
+                node.disconnect_user(&request.user, target, whitelist, code);
+                MethodResult::Empty(Empty {})
+            }
+            Call::Refresh(request) => {
+                refuse_unsupported("info", request.info.is_some())?;
+                let refresh = expiry_refresh(&request)?;
+                let target = Target { client: non_empty(&request.client), session: non_empty(&request.session) };
+                node.refresh_user(&request.user, target, refresh);
                 MethodResult::Empty(Empty {})
             }
             Call::Presence(request) => {
@@ -349,9 +387,23 @@ fn refuse_unsupported(field: &str, given: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn user_channel(request: &UserChannelRequest) -> Result<(&str, &str, Option<&str>), ApiError> {
-    refuse_unsupported("session", non_empty(&request.session).is_some())?;
-    Ok((&request.user, required_channel(&request.channel)?, non_empty(&request.client)))
+fn user_channel(request: &UserChannelRequest) -> Result<(&str, &str, Target<'_>), ApiError> {
+    let target = Target { client: non_empty(&request.client), session: non_empty(&request.session) };
+    Ok((&request.user, required_channel(&request.channel)?, target))
+}
+
+/// What a `refresh` asks: `expired` wins; then a positive `expire_at`; 0 or
+/// none means no expiry. A negative `expire_at` is refused, `expired` or not.
+fn expiry_refresh(request: &RefreshRequest) -> Result<ExpiryRefresh, ApiError> {
+    let expire_at = match request.expire_at {
+        Some(at) if at < 0 => return Err(ApiError::BadRequest(format!("`expire_at` {at} is negative"))),
+        at => at.unwrap_or(0).unsigned_abs(),
+    };
+    Ok(match (request.expired, expire_at) {
+        (Some(true), _) => ExpiryRefresh::Expired,
+        (_, 0) => ExpiryRefresh::Never,
+        (_, at) => ExpiryRefresh::ExpireAt(at),
+    })
 }
 
 /// The close code of an API disconnect: 3503 "force disconnect" by default; a
@@ -582,7 +634,7 @@ pub enum MethodResult {
     History(HistoryResult),
     Channels(ChannelsResult),
     Info(InfoResult),
-    /// `{}`: subscribe, unsubscribe, disconnect, history_remove.
+    /// `{}`: subscribe, unsubscribe, disconnect, refresh, history_remove.
     Empty(Empty),
 }
 

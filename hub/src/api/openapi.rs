@@ -40,6 +40,7 @@ pub const SECURITY_AUTHORIZATION: &str = "AuthorizationApikey";
     BroadcastRequest,
     UserChannelRequest,
     DisconnectRequest,
+    RefreshRequest,
     ChannelRequest,
     HistoryRequest,
     ChannelsRequest,
@@ -69,6 +70,7 @@ fn body_optional(method: Method) -> bool {
         | Method::Subscribe
         | Method::Unsubscribe
         | Method::Disconnect
+        | Method::Refresh
         | Method::Presence
         | Method::PresenceStats
         | Method::History
@@ -83,6 +85,7 @@ fn schema_names(method: Method) -> (&'static str, &'static str) {
         Method::Broadcast => ("BroadcastRequest", "BroadcastResult"),
         Method::Subscribe | Method::Unsubscribe => ("UserChannelRequest", "Empty"),
         Method::Disconnect => ("DisconnectRequest", "Empty"),
+        Method::Refresh => ("RefreshRequest", "Empty"),
         Method::Presence => ("ChannelRequest", "PresenceResult"),
         Method::PresenceStats => ("ChannelRequest", "PresenceStatsResult"),
         Method::History => ("HistoryRequest", "HistoryResult"),

@@ -150,11 +150,30 @@ async fn bad_bodies_are_400_with_serdes_reason() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     let answer = post!(app, "/api/disconnect", json!({"user": "u", "disconnect": {"code": 1000}})).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    let answer = post!(app, "/api/disconnect", json!({"user": "u", "whitelist": ["c1"]})).await;
+    let answer = post!(app, "/api/disconnect", json!({"user": "u", "whitelist": "c1"})).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.text.contains("`whitelist` is not supported"), "{}", answer.text);
-    let answer = post!(app, "/api/subscribe", json!({"user": "u", "channel": "news", "session": "s"})).await;
+    let answer = post!(app, "/api/refresh", json!({"user": "u", "expire_at": -5})).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.text.contains("`expire_at` -5 is negative"), "{}", answer.text);
+    let answer = post!(app, "/api/refresh", json!({"user": "u", "expired": true, "expire_at": -1})).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "negative even with expired: {}", answer.text);
+    let answer = post!(app, "/api/refresh", json!({"user": "u", "info": {"a": 1}})).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.text.contains("`info` is not supported"), "{}", answer.text);
+    let answer = post!(app, "/api/refresh", json!({"expire_at": 5})).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.text.contains("missing field `user`"), "{}", answer.text);
+    // session, whitelist and refresh are accepted.
+    for (method, body) in [
+        ("subscribe", json!({"user": "u", "channel": "news", "session": "s"})),
+        ("unsubscribe", json!({"user": "u", "channel": "news", "session": "s", "client": "c"})),
+        ("disconnect", json!({"user": "u", "whitelist": ["c1"], "session": "s"})),
+        ("refresh", json!({"user": "u", "expire_at": 2_000_000_000u64})),
+        ("refresh", json!({"user": "u", "expired": true, "client": "c"})),
+    ] {
+        let answer = post!(app, &format!("/api/{method}"), body.clone()).await;
+        assert_eq!(answer.json, json!({"result": {}}), "{method} {body}");
+    }
 }
 
 #[actix_web::test]
@@ -343,6 +362,17 @@ async fn batch_replies_in_order_keyed_by_method() {
         assert_eq!(replies[4]["info"]["nodes"][0]["uid"], node.uid.as_str());
         assert_eq!(replies[5], json!({"history_remove": {}}));
     }
+    // refresh and the session/whitelist fields in a batch.
+    let body = json!({"commands": [
+        {"refresh": {"user": "u", "expired": true, "session": "s"}},
+        {"disconnect": {"user": "u", "whitelist": ["c1"]}},
+        {"refresh": {"user": "u", "expire_at": -1}},
+    ]});
+    let answer = post!(app, "/api/batch", body).await;
+    let replies = &answer.json["replies"];
+    assert_eq!(replies[0], json!({"refresh": {}}), "{}", answer.text);
+    assert_eq!(replies[1], json!({"disconnect": {}}));
+    assert_eq!(replies[2]["error"]["code"], 107);
     // Sequential: a publish then the history that sees it.
     let body = json!({"commands": [
         {"publish": {"channel": "seq", "data": "one"}},
@@ -414,13 +444,15 @@ async fn the_single_endpoint_format_answers_one_line_per_command() {
         r#"{"id":4,"method":"rpc","params":{}}"#,
         r#"{"id":5,"method":"publish","params":{"channel":"news"}}"#,
         r#"{"id":6,"method":"info"}"#,
+        r#"{"id":7,"method":12,"params":{"user":"u","expire_at":2000000000,"session":"s"}}"#,
+        r#"{"id":8,"method":"disconnect","params":{"user":"u","whitelist":["c1"],"session":"s"}}"#,
     ]
     .join("\n");
     let request = actix_test::TestRequest::post().uri("/api").insert_header(("X-API-Key", KEY));
     let answer = send!(app, request, &body).await;
     assert_eq!(answer.status, StatusCode::OK);
     let lines: Vec<Value> = answer.text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert_eq!(lines.len(), 6, "{}", answer.text);
+    assert_eq!(lines.len(), 8, "{}", answer.text);
     assert_eq!(lines[0]["id"], 1);
     assert_eq!(lines[0]["result"]["offset"], 1);
     assert_eq!(lines[1], json!({"error": {"code": 102, "message": "unknown channel"}}));
@@ -428,6 +460,8 @@ async fn the_single_endpoint_format_answers_one_line_per_command() {
     assert_eq!(lines[3]["error"]["code"], 104);
     assert_eq!(lines[4]["error"]["code"], 107);
     assert!(lines[5]["result"]["nodes"].is_array());
+    assert_eq!(lines[6], json!({"id": 7, "result": {}}), "refresh is Centrifugo's method 12");
+    assert_eq!(lines[7], json!({"id": 8, "result": {}}));
 
     // A body that is not a JSON sequence runs nothing.
     let request = actix_test::TestRequest::post().uri("/api").insert_header(("X-API-Key", KEY));

@@ -814,16 +814,26 @@ async fn handle_traced_envelope(
             members.left(&uid);
             None
         }
-        Envelope::SubscribeUser { user, channel, client } => {
-            events.user_command(UserCommand::Subscribe { user, channel, client });
+        Envelope::SubscribeUser { user, channel, client, session } => {
+            events.user_command(UserCommand::Subscribe { user, channel, client, session });
             None
         }
-        Envelope::UnsubscribeUser { user, channel, client } => {
-            events.user_command(UserCommand::Unsubscribe { user, channel, client });
+        Envelope::UnsubscribeUser { user, channel, client, session } => {
+            events.user_command(UserCommand::Unsubscribe { user, channel, client, session });
             None
         }
-        Envelope::DisconnectUser { user, client, code, .. } => {
-            events.user_command(UserCommand::Disconnect { user, client, code: disconnect_code(code) });
+        Envelope::DisconnectUser { user, client, code, session, whitelist, .. } => {
+            events.user_command(UserCommand::Disconnect {
+                user,
+                client,
+                session,
+                whitelist,
+                code: disconnect_code(code),
+            });
+            None
+        }
+        Envelope::RefreshUser { user, client, session, refresh } => {
+            events.user_command(UserCommand::Refresh { user, client, session, refresh });
             None
         }
         Envelope::PresenceQuery { channel } => {
@@ -844,24 +854,38 @@ async fn handle_traced_envelope(
 /// The envelope that carries `command` to every node.
 fn user_envelope(command: UserCommand) -> Envelope {
     match command {
-        UserCommand::Subscribe { user, channel, client } => Envelope::SubscribeUser { user, channel, client },
-        UserCommand::Unsubscribe { user, channel, client } => Envelope::UnsubscribeUser { user, channel, client },
-        UserCommand::Disconnect { user, client, code } => {
-            Envelope::DisconnectUser { user, client, code: code.code, reason: code.reason.into() }
+        UserCommand::Subscribe { user, channel, client, session } => {
+            Envelope::SubscribeUser { user, channel, client, session }
+        }
+        UserCommand::Unsubscribe { user, channel, client, session } => {
+            Envelope::UnsubscribeUser { user, channel, client, session }
+        }
+        UserCommand::Disconnect { user, client, session, whitelist, code } => {
+            Envelope::DisconnectUser { user, client, code: code.code, reason: code.reason.into(), session, whitelist }
+        }
+        UserCommand::Refresh { user, client, session, refresh } => {
+            Envelope::RefreshUser { user, client, session, refresh }
         }
     }
 }
 
 /// Disconnect codes travel as numbers; their reasons are the known ones.
 fn disconnect_code(code: u16) -> codes::DisconnectCode {
-    [codes::FORCE_NO_RECONNECT, codes::FORCE_RECONNECT, codes::SHUTDOWN, codes::INVALID_TOKEN]
-        .into_iter()
-        .find(|c| c.code == code)
-        .unwrap_or(if (codes::DisconnectCode { code, reason: "" }).reconnect() {
-            codes::DisconnectCode { code, reason: "force reconnect" }
-        } else {
-            codes::DisconnectCode { code, reason: "force disconnect" }
-        })
+    [
+        codes::FORCE_NO_RECONNECT,
+        codes::FORCE_RECONNECT,
+        codes::SHUTDOWN,
+        codes::INVALID_TOKEN,
+        codes::CONNECTION_LIMIT,
+        codes::EXPIRED_CONNECTION,
+    ]
+    .into_iter()
+    .find(|c| c.code == code)
+    .unwrap_or(if (codes::DisconnectCode { code, reason: "" }).reconnect() {
+        codes::DisconnectCode { code, reason: "force reconnect" }
+    } else {
+        codes::DisconnectCode { code, reason: "force disconnect" }
+    })
 }
 
 /// One shard queue: while this node is its active consumer, it owns the shard.
@@ -1080,6 +1104,7 @@ mod tests {
     use protocol::proto::Publication;
 
     use super::*;
+    use crate::broker::ExpiryRefresh;
 
     #[derive(Default)]
     struct Recorded {
@@ -1167,14 +1192,34 @@ mod tests {
         assert_eq!(handle_node_envelope(&members, &events, join, None).await, None);
         let leave = Envelope::Leave { channel: "chat:a".into(), info: (&info("c1")).into() };
         assert_eq!(handle_node_envelope(&members, &events, leave, None).await, None);
-        let disconnect =
-            Envelope::DisconnectUser { user: "u".into(), client: None, code: 3503, reason: "ignored".into() };
+        let disconnect = Envelope::DisconnectUser {
+            user: "u".into(),
+            client: None,
+            code: 3503,
+            reason: "ignored".into(),
+            session: None,
+            whitelist: vec!["keep".into()],
+        };
         handle_node_envelope(&members, &events, disconnect, None).await;
-        let custom =
-            Envelope::DisconnectUser { user: "u".into(), client: Some("c".into()), code: 4001, reason: "".into() };
+        let custom = Envelope::DisconnectUser {
+            user: "u".into(),
+            client: Some("c".into()),
+            code: 4001,
+            reason: "".into(),
+            session: Some("s".into()),
+            whitelist: Vec::new(),
+        };
         handle_node_envelope(&members, &events, custom, None).await;
-        let subscribe = Envelope::SubscribeUser { user: "u".into(), channel: "news".into(), client: None };
+        let subscribe =
+            Envelope::SubscribeUser { user: "u".into(), channel: "news".into(), client: None, session: None };
         handle_node_envelope(&members, &events, subscribe, None).await;
+        let refresh = Envelope::RefreshUser {
+            user: "u".into(),
+            client: None,
+            session: Some("s".into()),
+            refresh: ExpiryRefresh::ExpireAt(42),
+        };
+        handle_node_envelope(&members, &events, refresh, None).await;
 
         let recorded = events.recorded();
         assert_eq!(recorded.publications, vec![("news".to_string(), "E".to_string(), 7)]);
@@ -1188,13 +1233,27 @@ mod tests {
         assert_eq!(
             recorded.commands,
             vec![
-                UserCommand::Disconnect { user: "u".into(), client: None, code: codes::FORCE_NO_RECONNECT },
+                UserCommand::Disconnect {
+                    user: "u".into(),
+                    client: None,
+                    session: None,
+                    whitelist: vec!["keep".into()],
+                    code: codes::FORCE_NO_RECONNECT
+                },
                 UserCommand::Disconnect {
                     user: "u".into(),
                     client: Some("c".into()),
+                    session: Some("s".into()),
+                    whitelist: Vec::new(),
                     code: codes::DisconnectCode { code: 4001, reason: "force reconnect" },
                 },
-                UserCommand::Subscribe { user: "u".into(), channel: "news".into(), client: None },
+                UserCommand::Subscribe { user: "u".into(), channel: "news".into(), client: None, session: None },
+                UserCommand::Refresh {
+                    user: "u".into(),
+                    client: None,
+                    session: Some("s".into()),
+                    refresh: ExpiryRefresh::ExpireAt(42),
+                },
             ]
         );
     }
@@ -1286,12 +1345,71 @@ mod tests {
 
     #[test]
     fn user_commands_travel_as_their_envelopes() {
-        let command = UserCommand::Disconnect { user: "u".into(), client: None, code: codes::FORCE_RECONNECT };
+        let command = UserCommand::Disconnect {
+            user: "u".into(),
+            client: None,
+            session: None,
+            whitelist: vec!["c1".into()],
+            code: codes::FORCE_RECONNECT,
+        };
+        let envelope = Envelope::DisconnectUser {
+            user: "u".into(),
+            client: None,
+            code: 3011,
+            reason: "force reconnect".into(),
+            session: None,
+            whitelist: vec!["c1".into()],
+        };
+        assert_eq!(user_envelope(command), envelope);
+        assert_eq!(Envelope::decode(&envelope.encode()).expect("decodes"), envelope);
+        // An envelope of a node from before `session` and `whitelist` decodes
+        // with both empty.
+        #[derive(serde::Serialize)]
+        enum Older {
+            #[allow(dead_code)]
+            Publish,
+            #[allow(dead_code)]
+            Sync,
+            #[allow(dead_code)]
+            History,
+            #[allow(dead_code)]
+            HistoryRemove,
+            #[allow(dead_code)]
+            Deliver,
+            #[allow(dead_code)]
+            Join,
+            #[allow(dead_code)]
+            Leave,
+            #[allow(dead_code)]
+            Heartbeat,
+            #[allow(dead_code)]
+            Goodbye,
+            #[allow(dead_code)]
+            SubscribeUser,
+            #[allow(dead_code)]
+            UnsubscribeUser,
+            DisconnectUser {
+                user: String,
+                client: Option<String>,
+                code: u16,
+                reason: String,
+            },
+        }
+        let older = Older::DisconnectUser { user: "u".into(), client: None, code: 3503, reason: "x".into() };
+        let decoded = Envelope::decode(&rmp_serde::to_vec(&older).expect("encodes")).expect("decodes");
         assert_eq!(
-            user_envelope(command),
-            Envelope::DisconnectUser { user: "u".into(), client: None, code: 3011, reason: "force reconnect".into() }
+            decoded,
+            Envelope::DisconnectUser {
+                user: "u".into(),
+                client: None,
+                code: 3503,
+                reason: "x".into(),
+                session: None,
+                whitelist: Vec::new(),
+            }
         );
-        for code in [3503, 3011, 3001, 3500] {
+        assert_eq!(disconnect_code(3504), codes::CONNECTION_LIMIT, "its reason travels too");
+        for code in [3503, 3011, 3001, 3500, 3504, 3005] {
             assert_eq!(disconnect_code(code).code, code);
         }
     }

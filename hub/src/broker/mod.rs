@@ -38,16 +38,38 @@ use crate::topic::{HistoryPage, HistoryQuery, Position, PublishArgs};
 
 pub use crate::metrics::NodeInfo;
 
-/// A server-API command for the sessions of a user (or one of its clients),
-/// carried out on every node.
+/// A server-API command for the sessions of a user, carried out on every
+/// node. `client` narrows it to one connection, `session` to the connection
+/// with that session id (the `session` of an SSE or HTTP-stream connect
+/// reply; a WebSocket connection has none); both must match when both are set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
     /// Subscribe server-side to `channel` (a `subscribe` push).
-    Subscribe { user: String, channel: String, client: Option<String> },
+    Subscribe { user: String, channel: String, client: Option<String>, session: Option<String> },
     /// Unsubscribe from `channel` (an `unsubscribe` push with code 2000).
-    Unsubscribe { user: String, channel: String, client: Option<String> },
-    /// Close the connections with `code`.
-    Disconnect { user: String, client: Option<String>, code: DisconnectCode },
+    Unsubscribe { user: String, channel: String, client: Option<String>, session: Option<String> },
+    /// Close the connections with `code`, except the clients in `whitelist`.
+    Disconnect {
+        user: String,
+        client: Option<String>,
+        session: Option<String>,
+        whitelist: Vec<String>,
+        code: DisconnectCode,
+    },
+    /// The connections' expiry from the backend (server API `refresh`).
+    Refresh { user: String, client: Option<String>, session: Option<String>, refresh: ExpiryRefresh },
+}
+
+/// What a `refresh` sets (Centrifugo's semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpiryRefresh {
+    /// Close the connections as expired (3005 "connection expired").
+    Expired,
+    /// The connections expire at this Unix time (seconds); one already past
+    /// closes them as expired.
+    ExpireAt(u64),
+    /// The connections no longer expire.
+    Never,
 }
 
 /// What a node asks of channels, wherever they are sequenced. Errors are
@@ -256,21 +278,31 @@ pub enum Envelope {
     Goodbye {
         uid: String,
     },
+    // The fields added after the first release (`session`, `whitelist`) are
+    // last and default to empty, so envelopes of older nodes still decode.
     SubscribeUser {
         user: String,
         channel: String,
         client: Option<String>,
+        #[serde(default)]
+        session: Option<String>,
     },
     UnsubscribeUser {
         user: String,
         channel: String,
         client: Option<String>,
+        #[serde(default)]
+        session: Option<String>,
     },
     DisconnectUser {
         user: String,
         client: Option<String>,
         code: u16,
         reason: String,
+        #[serde(default)]
+        session: Option<String>,
+        #[serde(default)]
+        whitelist: Vec<String>,
     },
     /// Local presence of a channel (answered with `Reply::Presence`).
     PresenceQuery {
@@ -289,6 +321,13 @@ pub enum Envelope {
     /// This node's live channels with their local subscriber counts (answered
     /// with `Reply::Channels`). Added last: variants keep their indices.
     ChannelsQuery,
+    /// Server API `refresh` for the sessions of a user (added last, as above).
+    RefreshUser {
+        user: String,
+        client: Option<String>,
+        session: Option<String>,
+        refresh: ExpiryRefresh,
+    },
 }
 
 impl Envelope {
@@ -312,6 +351,7 @@ impl Envelope {
             Envelope::Emulation { .. } => "emulation",
             Envelope::Reply(_) => "reply",
             Envelope::ChannelsQuery => "channels_query",
+            Envelope::RefreshUser { .. } => "refresh_user",
         }
     }
 }

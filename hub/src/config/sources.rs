@@ -52,6 +52,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "token",
     "channel",
     "namespaces",
+    "personal_channel",
     "otel",
     "proxy",
 ];
@@ -76,6 +77,7 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "otel.endpoint",
     "otel.service_name",
     "proxy.rpc.endpoint",
+    "personal_channel.namespace",
 ];
 
 /// The standard OpenTelemetry variables the hub honours, with their keys.
@@ -99,6 +101,8 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
         allow_publish: true,
         allow_subscribe: true,
         force_recovery: true,
+        allow_user_limited_channels: false,
+        allow_tags_filter: true,
     };
     let mut dict = Dict::new();
     dict.insert("allow_anonymous".into(), Value::from(true));
@@ -124,6 +128,8 @@ fn channel_value(options: &ChannelOptions) -> Value {
         ("allow_publish", options.allow_publish),
         ("allow_subscribe", options.allow_subscribe),
         ("force_recovery", options.force_recovery),
+        ("allow_user_limited_channels", options.allow_user_limited_channels),
+        ("allow_tags_filter", options.allow_tags_filter),
     ] {
         dict.insert(key.into(), Value::from(on));
     }

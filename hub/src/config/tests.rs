@@ -48,6 +48,8 @@ fn dev_options() -> ChannelOptions {
         allow_publish: true,
         allow_subscribe: true,
         force_recovery: true,
+        allow_user_limited_channels: false,
+        allow_tags_filter: true,
     }
 }
 
@@ -274,6 +276,30 @@ force_recovery = true
 }
 
 #[test]
+fn personal_channel_and_user_limited_channels_from_file_and_env() {
+    let (_, result) = load_text(
+        "[personal_channel]\nenabled = true\nnamespace = \"personal\"\nsingle_connection = true\n\n\
+         [namespaces.personal]\nallow_user_limited_channels = true\n",
+    );
+    let config = result.unwrap();
+    assert!(config.personal_channel.enabled && config.personal_channel.single_connection);
+    assert_eq!(config.personal_channel.channel("42"), "personal:#42");
+    assert!(config.namespaces["personal"].allow_user_limited_channels);
+    // Off by default; without a namespace the channel is `#<user>`.
+    assert_eq!(Config::default().personal_channel, PersonalChannelConfig::default());
+    assert_eq!(PersonalChannelConfig::default().channel("42"), "#42");
+    // A namespace named like a number stays a string from the environment.
+    let vars = env(&[
+        ("HUB_PERSONAL_CHANNEL__ENABLED", "true"),
+        ("HUB_PERSONAL_CHANNEL__NAMESPACE", "7"),
+        ("HUB_NAMESPACES__7__ALLOW_USER_LIMITED_CHANNELS", "true"),
+    ]);
+    let config = Config::load_from(&ConfigArgs::default(), vars).unwrap();
+    assert_eq!(config.personal_channel.channel("42"), "7:#42");
+    assert!(config.namespaces["7"].allow_user_limited_channels);
+}
+
+#[test]
 fn expiry_graces_come_from_file_and_env_and_may_be_zero() {
     let (_, result) = load_text("client_expired_close_delay = \"1500ms\"\nclient_expired_sub_close_delay = \"0s\"\n");
     let config = result.unwrap();
@@ -451,6 +477,11 @@ fn invalid_values_name_file_and_key() {
         ("client_ip_header = \"X Forwarded\"", "client_ip_header", "must be a header name"),
         ("[channel]\nhistory_size = 10", "channel.history_size", "both be set"),
         ("[namespaces.a]\nforce_recovery = true", "namespaces.a.force_recovery", "recovery needs history"),
+        (
+            "[personal_channel]\nenabled = true\nnamespace = \"personal\"",
+            "personal_channel.namespace",
+            "namespace \"personal\" is not configured in [namespaces]",
+        ),
     ] {
         let (path, text) = error_text(toml);
         let prefix = format!("config error in {path}: key \"{key}\": ");

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use protocol::codes::{self, ErrorCode, UnsubscribeCode};
 use protocol::proto::{self, ClientInfo, Command, Push, Reply};
+use protocol::subscribe_flags;
 
 use super::{ttl_until, Session, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
+use crate::config::ChannelOptions;
 use crate::quota::Refusal;
+use crate::topic::filter::TagsFilter;
 use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
@@ -208,6 +211,7 @@ impl Session {
             client.clone(),
             self.myself.clone(),
             user.clone(),
+            self.emulation_id.as_deref().map(Arc::from),
             self.ip,
             ctx.connection_limits(),
         );
@@ -240,6 +244,12 @@ impl Session {
         if let Some(exp) = expires_at {
             self.schedule_expiry(exp);
         }
+        if ctx.config.personal_channel.enabled && !self.user.is_empty() {
+            self.join_personal_channel(&client, &request).await;
+            if self.closed {
+                return;
+            }
+        }
         for name in &channels {
             match Channel::parse(name, &ctx.config) {
                 Ok((channel, _)) => {
@@ -260,7 +270,7 @@ impl Session {
                     continue;
                 }
                 match Channel::parse(name, &ctx.config) {
-                    Ok((channel, options)) if options.allow_subscribe => {
+                    Ok((channel, options)) if channel.client_may_subscribe(options, &self.user) => {
                         let recover = sub.recover.then(|| (sub.offset, sub.epoch.clone()));
                         self.server_subscribe(channel, recover).await;
                     }
@@ -276,8 +286,31 @@ impl Session {
         }
     }
 
-    fn subscriber(&self, chan_info: bytes::Bytes) -> Subscriber {
+    /// `[personal_channel]`: subscribes the new connection server-side to its
+    /// user's personal channel (recovering when the connect names it in
+    /// `subs`), after closing the user's other connections everywhere when
+    /// only one is allowed.
+    async fn join_personal_channel(&mut self, client: &str, request: &proto::ConnectRequest) {
+        let ctx = self.ctx.clone();
+        let personal = &ctx.config.personal_channel;
+        if personal.single_connection {
+            if let Err(error) = ctx.engine.disconnect_user_except(&self.user, client, codes::CONNECTION_LIMIT).await {
+                tracing::warn!(code = error.code, "single connection: the user's other connections were not told");
+            }
+        }
+        let name = personal.channel(&self.user);
+        match Channel::parse(&name, &ctx.config) {
+            Ok((channel, _)) => {
+                let recover = request.subs.get(&name).filter(|s| s.recover).map(|s| (s.offset, s.epoch.clone()));
+                self.server_subscribe(channel, recover).await;
+            }
+            Err(error) => tracing::warn!(channel = %name, code = error.code, "personal channel refused"),
+        }
+    }
+
+    fn subscriber(&self, chan_info: bytes::Bytes, filter: Option<Arc<TagsFilter>>) -> Subscriber {
         Subscriber {
+            filter,
             client: self.client_id(),
             user: self.user.clone(),
             outbox: self.outbox.clone(),
@@ -321,16 +354,31 @@ impl Session {
                     return Err(codes::PERMISSION_DENIED);
                 }
             }
-        } else if !options.allow_subscribe {
+        } else if !channel.client_may_subscribe(options, &self.user) {
             return Err(codes::PERMISSION_DENIED);
         }
+        let filter = match &request.tf {
+            None => None,
+            Some(_) if !options.allow_tags_filter => {
+                tracing::info!(channel = %channel, "subscribe refused: tags filter not allowed in the namespace");
+                return Err(codes::BAD_REQUEST);
+            }
+            Some(node) => match TagsFilter::new(node) {
+                Ok(filter) => Some(Arc::new(filter)),
+                Err(reason) => {
+                    tracing::info!(channel = %channel, %reason, "subscribe refused: invalid tags filter");
+                    return Err(codes::BAD_REQUEST);
+                }
+            },
+        };
         let recoverable = options.history_enabled() && (options.force_recovery || request.recoverable);
         let recover = request.recover.then(|| (request.offset, request.epoch.clone()));
         let ttl = expires_at.map(ttl_until);
         let args = SubscribeArgs {
-            subscriber: self.subscriber(chan_info.clone()),
+            subscriber: self.subscriber(chan_info.clone(), filter),
             recover,
             recoverable,
+            reject_unrecovered: request.flag & subscribe_flags::REJECT_UNRECOVERED != 0,
             ttl,
             reply: ReplyTarget::Reply(id),
         };
@@ -371,9 +419,10 @@ impl Session {
         let Some(options) = Channel::parse(channel.as_str(), &ctx.config).ok().map(|(_, o)| o) else { return };
         let recoverable = options.history_enabled();
         let args = SubscribeArgs {
-            subscriber: self.subscriber(bytes::Bytes::new()),
+            subscriber: self.subscriber(bytes::Bytes::new(), None),
             recover,
             recoverable,
+            reject_unrecovered: false,
             ttl: None,
             reply: ReplyTarget::Push,
         };
@@ -447,9 +496,9 @@ impl Session {
     }
 
     /// Presence and history are for the channel's subscribers, or for anyone
-    /// where any client may subscribe.
-    fn may_read(&self, channel: &Channel, allow_subscribe: bool) -> Result<(), ErrorCode> {
-        if self.subs.contains_key(channel) || allow_subscribe {
+    /// who may subscribe by itself (see [`Channel::client_may_subscribe`]).
+    fn may_read(&self, channel: &Channel, options: &ChannelOptions) -> Result<(), ErrorCode> {
+        if self.subs.contains_key(channel) || channel.client_may_subscribe(options, &self.user) {
             Ok(())
         } else {
             Err(codes::PERMISSION_DENIED)
@@ -459,7 +508,7 @@ impl Session {
     async fn presence(&mut self, request: proto::PresenceRequest) -> Handled {
         let ctx = self.ctx.clone();
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
-        self.may_read(&channel, options.allow_subscribe)?;
+        self.may_read(&channel, options)?;
         let presence = ctx.engine.presence(channel.as_str()).await?;
         Ok(Some(Reply { presence: Some(proto::PresenceResult { presence }), ..Default::default() }))
     }
@@ -467,7 +516,7 @@ impl Session {
     async fn presence_stats(&mut self, request: proto::PresenceStatsRequest) -> Handled {
         let ctx = self.ctx.clone();
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
-        self.may_read(&channel, options.allow_subscribe)?;
+        self.may_read(&channel, options)?;
         let (num_clients, num_users) = ctx.engine.presence_stats(channel.as_str()).await?;
         Ok(Some(Reply {
             presence_stats: Some(proto::PresenceStatsResult { num_clients, num_users }),
@@ -478,7 +527,7 @@ impl Session {
     async fn history(&mut self, request: proto::HistoryRequest) -> Handled {
         let ctx = self.ctx.clone();
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
-        self.may_read(&channel, options.allow_subscribe)?;
+        self.may_read(&channel, options)?;
         let max = options.history_size.min(i32::MAX as usize) as i32;
         let limit = if request.limit < 0 || request.limit > max { max } else { request.limit };
         let query = HistoryQuery { limit, since: request.since.map(|s| (s.offset, s.epoch)), reverse: request.reverse };

@@ -26,7 +26,7 @@ mod inflight;
 pub mod registry;
 
 pub use inflight::{Inflight, InflightGuard};
-pub use registry::{EmulationError, SessionContext, SessionRegistry};
+pub use registry::{EmulationError, Selector, SessionContext, SessionRegistry};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use protocol::codec;
 use protocol::codes::{self, DisconnectCode};
-use protocol::proto::{Command, Reply};
+use protocol::proto::{self, Command, Push, Reply};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::Rng;
 use tracing::Instrument;
@@ -58,6 +58,10 @@ pub enum SessionMsg {
     ServerSubscribe(Channel),
     /// Unsubscribe server-side (server API `unsubscribe`): code 2000.
     ServerUnsubscribe(Channel),
+    /// The connection's expiry from the backend (server API `refresh`): Unix
+    /// seconds (past: closed with 3005 at once), or `None` for no expiry. The
+    /// client gets a `refresh` push with the new `expires`/`ttl`.
+    Refresh(Option<u64>),
     /// The channel's topic failed and lost this subscriber: code 2500.
     TopicLost(Channel),
     /// Heartbeat: time to send a ping.
@@ -262,6 +266,7 @@ impl SessionActor {
             SessionMsg::ServerUnsubscribe(channel) => {
                 Box::pin(session.server_unsubscribe(channel, codes::UNSUBSCRIBE_SERVER)).await
             }
+            SessionMsg::Refresh(expires_at) => session.server_refresh(expires_at),
             SessionMsg::TopicLost(channel) => session.topic_lost(channel),
             SessionMsg::Ping => session.ping(),
             SessionMsg::PongDue(n) => {
@@ -377,6 +382,24 @@ impl Session {
     fn schedule_sub_expiry(&self, channel: Channel, exp: u64) {
         let (delay, expiry) = expiry_timer(exp, self.ctx.config.client_expired_sub_close_delay);
         self.myself.send_after(delay, move || SessionMsg::SubExpiryDue(channel, exp, expiry));
+    }
+
+    /// Server API `refresh`: the connection's new expiry, announced to the
+    /// client in a `refresh` push (as Centrifugo does).
+    fn server_refresh(&mut self, expires_at: Option<u64>) {
+        if self.client.is_none() {
+            return;
+        }
+        if expires_at.is_some_and(|exp| exp <= unix_now()) {
+            return self.disconnect(codes::EXPIRED_CONNECTION);
+        }
+        self.expires_at = expires_at;
+        if let Some(exp) = expires_at {
+            self.schedule_expiry(exp);
+        }
+        let ttl = expires_at.map(ttl_until);
+        let refresh = proto::Refresh { expires: ttl.is_some(), ttl: ttl.unwrap_or(0) };
+        self.send(&Reply { push: Some(Push { refresh: Some(refresh), ..Default::default() }), ..Default::default() });
     }
 
     fn topic_lost(&mut self, channel: Channel) {

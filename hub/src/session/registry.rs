@@ -59,6 +59,27 @@ pub struct SessionEntry {
     /// The client address counted against `client_ip_connection_limit`
     /// (`None` when that limit is off or the address is unknown).
     pub ip: Option<IpAddr>,
+    /// The session id of an SSE or HTTP-stream connection (its connect
+    /// reply's `session`); none for WebSocket.
+    pub session: Option<Arc<str>>,
+}
+
+/// Which of a user's connected sessions a server command reaches: all of
+/// them, narrowed by `client` and `session` (both must match when both are
+/// given), never those in `except`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selector<'a> {
+    pub client: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub except: &'a [String],
+}
+
+impl Selector<'_> {
+    fn matches(&self, client: &str, entry: &SessionEntry) -> bool {
+        self.client.is_none_or(|want| client == want)
+            && self.session.is_none_or(|want| entry.session.as_deref() == Some(want))
+            && !self.except.iter().any(|kept| kept == client)
+    }
 }
 
 /// Why emulation commands were not taken.
@@ -123,6 +144,7 @@ impl SessionRegistry {
         client: Arc<str>,
         actor: ActorRef<SessionMsg>,
         user: Arc<str>,
+        session: Option<Arc<str>>,
         ip: Option<IpAddr>,
         limits: ConnectionLimits,
     ) -> Result<(), Refusal> {
@@ -153,7 +175,7 @@ impl SessionRegistry {
             }
             clients.insert(client.clone());
         }
-        self.sessions.insert(client, SessionEntry { actor, user, ip });
+        self.sessions.insert(client, SessionEntry { actor, user, ip, session });
         Ok(())
     }
 
@@ -200,33 +222,44 @@ impl SessionRegistry {
         self.users.len()
     }
 
-    /// The connected sessions of `user`, or its one client `client`.
-    pub fn sessions_of(&self, user: &str, client: Option<&str>) -> Vec<SessionEntry> {
+    /// The connected sessions of `user` that `select` picks.
+    pub fn sessions_of(&self, user: &str, select: Selector<'_>) -> Vec<SessionEntry> {
         let clients: Vec<Arc<str>> = match self.users.get(user) {
-            Some(clients) => clients.iter().filter(|c| client.is_none_or(|want| &***c == want)).cloned().collect(),
+            Some(clients) => clients.iter().cloned().collect(),
             None => Vec::new(),
         };
-        clients.iter().filter_map(|c| self.sessions.get(c).map(|e| e.value().clone())).collect()
+        clients
+            .iter()
+            .filter_map(|c| self.sessions.get(c).filter(|e| select.matches(c, e.value())).map(|e| e.value().clone()))
+            .collect()
     }
 
-    /// Subscribes the user's sessions (or one) to `channel` server-side.
-    pub fn subscribe_user(&self, user: &str, channel: Channel, client: Option<&str>) {
-        for entry in self.sessions_of(user, client) {
+    /// Subscribes the user's selected sessions to `channel` server-side.
+    pub fn subscribe_user(&self, user: &str, channel: Channel, select: Selector<'_>) {
+        for entry in self.sessions_of(user, select) {
             let _ = entry.actor.cast(SessionMsg::ServerSubscribe(channel.clone()));
         }
     }
 
-    /// Unsubscribes the user's sessions (or one) from `channel` (code 2000).
-    pub fn unsubscribe_user(&self, user: &str, channel: Channel, client: Option<&str>) {
-        for entry in self.sessions_of(user, client) {
+    /// Unsubscribes the user's selected sessions from `channel` (code 2000).
+    pub fn unsubscribe_user(&self, user: &str, channel: Channel, select: Selector<'_>) {
+        for entry in self.sessions_of(user, select) {
             let _ = entry.actor.cast(SessionMsg::ServerUnsubscribe(channel.clone()));
         }
     }
 
-    /// Disconnects the user's sessions (or one) with `code`.
-    pub fn disconnect_user(&self, user: &str, client: Option<&str>, code: DisconnectCode) {
-        for entry in self.sessions_of(user, client) {
+    /// Disconnects the user's selected sessions with `code`.
+    pub fn disconnect_user(&self, user: &str, select: Selector<'_>, code: DisconnectCode) {
+        for entry in self.sessions_of(user, select) {
             let _ = entry.actor.cast(SessionMsg::Disconnect(code));
+        }
+    }
+
+    /// Sets the connection expiry of the user's selected sessions: `Some(exp)`
+    /// (Unix seconds; one already past closes them with 3005), or `None` (no expiry).
+    pub fn refresh_user(&self, user: &str, select: Selector<'_>, expires_at: Option<u64>) {
+        for entry in self.sessions_of(user, select) {
+            let _ = entry.actor.cast(SessionMsg::Refresh(expires_at));
         }
     }
 

@@ -24,6 +24,7 @@
 //! [`Replication`], fans out, answers subscribes, tells subscribers they lost
 //! the channel).
 
+pub mod filter;
 pub(crate) mod history;
 pub mod registry;
 pub(crate) mod replica;
@@ -40,6 +41,7 @@ use protocol::proto::{self, ClientInfo, Publication, Push, Reply};
 use protocol::Encoding;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use filter::TagsFilter;
 use history::Stream;
 pub use history::{HistoryPage, HistoryQuery};
 use replica::{Action, Replica, SyncId};
@@ -75,6 +77,9 @@ pub struct Subscriber {
     pub lost: Arc<dyn ChannelLost>,
     pub conn_info: Bytes,
     pub chan_info: Bytes,
+    /// The subscriber's tags filter: only publications it passes reach it,
+    /// live or recovered (joins, leaves and other pushes always do).
+    pub filter: Option<Arc<TagsFilter>>,
 }
 
 /// A channel's stream as its owner hands it to a replica: (epoch, top
@@ -120,6 +125,10 @@ pub struct SubscribeArgs {
     pub recover: Option<(u64, String)>,
     /// Recovery is on for this subscription (history enabled and asked for or forced).
     pub recoverable: bool,
+    /// The subscribe flag `reject_unrecovered` (Centrifugo's flag 2): a recovery
+    /// that fails is refused with error 112 "unrecoverable position" instead of
+    /// answered `recovered: false`, and the client does not join the channel.
+    pub reject_unrecovered: bool,
     /// Token expiry to report (`expires`, `ttl` seconds).
     pub ttl: Option<u32>,
     pub reply: ReplyTarget,
@@ -460,8 +469,12 @@ fn subscribe(
     // Centrifugo's `client_recovery_max_publication_limit`: past it, no
     // recovery (the byte bound is checked once the reply is encoded).
     let max_count = context.recovery_max_publications;
-    let (publications, recovered) =
+    let (mut publications, recovered) =
         if max_count > 0 && publications.len() > max_count { (Vec::new(), false) } else { (publications, recovered) };
+    if let Some(filter) = &subscriber.filter {
+        // The position still covers the filtered ones (`offset` is the top).
+        publications.retain(|p| filter.matches(&p.tags));
+    }
     let (epoch, offset) =
         if recoverable { (state.stream.epoch().to_string(), state.stream.top()) } else { (String::new(), 0) };
     let encoding = subscriber.outbox.encoding();
@@ -469,6 +482,9 @@ fn subscribe(
     // does not fit in it is answered `recovered: false` without publications.
     let max_bytes = subscriber.outbox.max_message();
     let was_recovering = args.recover.is_some() && recoverable;
+    if was_recovering && !recovered && args.reject_unrecovered {
+        return Err(TopicError::Code(codes::UNRECOVERABLE_POSITION));
+    }
     let queued = match args.reply {
         ReplyTarget::Reply(id) => {
             let reply = |publications: Vec<Publication>, recovered: bool| {
@@ -488,6 +504,9 @@ fn subscribe(
             };
             let mut encoded = reply(publications, recovered);
             if encoded.len() > max_bytes {
+                if was_recovering && args.reject_unrecovered {
+                    return Err(TopicError::Code(codes::UNRECOVERABLE_POSITION));
+                }
                 encoded = reply(Vec::new(), false);
             }
             subscriber.outbox.push(encoded)
@@ -665,7 +684,13 @@ fn broadcast(state: &mut TopicState, push: Push, context: &TopicContext) {
     let reply = Reply { push: Some(push), ..Default::default() };
     let mut encoded: [Option<Bytes>; 2] = [None, None];
     let mut gone: Vec<Arc<str>> = Vec::new();
+    let tags = reply.push.as_ref().and_then(|push| push.r#pub.as_ref()).map(|p| &p.tags);
     for subscriber in state.subscribers.values() {
+        if let (Some(filter), Some(tags)) = (&subscriber.filter, tags) {
+            if !filter.matches(tags) {
+                continue;
+            }
+        }
         let encoding = subscriber.outbox.encoding();
         let bytes = encoded[encoding.index()].get_or_insert_with(|| codec::encode(encoding, &reply)).clone();
         match subscriber.outbox.push(bytes) {

@@ -106,3 +106,43 @@ async fn a_subscribed_client_shows_in_presence_channels_and_info_and_can_be_disc
     assert_eq!((u16::from(close.code), close.reason.as_str()), (3503, "force disconnect"));
     hub.shutdown().await.expect("a clean shutdown");
 }
+
+/// `refresh` over HTTP: the client named by `client` gets a `refresh` push
+/// with its new ttl; `disconnect` keeps the `whitelist`ed client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_and_a_whitelisted_disconnect_over_http() {
+    let handle = hub::server::start(Config { listen: ([127, 0, 0, 1], 0).into(), ..config() }).await.expect("a hub");
+    let addr = handle.addr;
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/connection/websocket")).await.expect("a WebSocket");
+        ws.send(Message::Text(r#"{"id":1,"connect":{}}"#.into())).await.unwrap();
+        let connect = next_matching(&mut ws, |v| v["id"] == 1).await;
+        let client = connect["connect"]["client"].as_str().expect("a client id").to_owned();
+        clients.push((ws, client));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let kept = clients[1].1.clone();
+    let (status, answer) =
+        http_post(addr, "/api/refresh", json!({"user": "", "client": kept, "expire_at": now + 600})).await;
+    assert_eq!((status, answer), (200, json!({"result": {}})));
+    let push = next_matching(&mut clients[1].0, |v| v["push"]["refresh"].is_object()).await;
+    assert_eq!(push["push"]["refresh"]["expires"], true);
+    let ttl = push["push"]["refresh"]["ttl"].as_u64().expect("a ttl");
+    assert!((598..=600).contains(&ttl), "{push}");
+
+    let (_, answer) = http_post(addr, "/api/disconnect", json!({"user": "", "whitelist": [kept]})).await;
+    assert_eq!(answer, json!({"result": {}}));
+    let close = loop {
+        match tokio::time::timeout(WAIT, clients[0].0.next()).await.expect("a timely close") {
+            Some(Ok(Message::Close(frame))) => break frame.expect("a close frame with a code"),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (3503, "force disconnect"));
+    clients[1].0.send(Message::Text(r#"{"id":2,"ping":{}}"#.into())).await.unwrap();
+    assert_eq!(next_matching(&mut clients[1].0, |v| v["id"] == 2).await, json!({"id": 2, "ping": {}}));
+    handle.shutdown().await.expect("a clean shutdown");
+}

@@ -133,6 +133,8 @@ pub fn open_options() -> ChannelOptions {
         allow_publish: true,
         allow_subscribe: true,
         force_recovery: false,
+        allow_user_limited_channels: false,
+        allow_tags_filter: false,
     }
 }
 

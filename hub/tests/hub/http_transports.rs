@@ -20,7 +20,7 @@ const CONNECT: &str = r#"{"id":1,"connect":{}}"#;
 
 /// The ways a streaming session is opened.
 #[derive(Debug, Clone, Copy)]
-enum StreamTransport {
+pub(crate) enum StreamTransport {
     SseGet,
     SsePost,
     HttpStream,
@@ -45,7 +45,7 @@ fn open_request(addr: SocketAddr, kind: StreamTransport) -> String {
 
 /// Opens a streaming session and reads until its connect reply; returns the
 /// socket and the emulation session id the reply carries.
-async fn open_stream(addr: SocketAddr, kind: StreamTransport) -> (TcpStream, String) {
+pub(crate) async fn open_stream(addr: SocketAddr, kind: StreamTransport) -> (TcpStream, String) {
     tokio::time::timeout(WAIT, async {
         let mut stream = TcpStream::connect(addr).await.expect("connect to the hub");
         stream.write_all(open_request(addr, kind).as_bytes()).await.expect("send the request");

@@ -69,6 +69,23 @@ async fn openapi_document_describes_every_method() {
         assert!(schemas.contains_key(name), "{reference} does not resolve");
     }
 
+    // refresh, and the session/whitelist fields of the user commands.
+    assert_eq!(
+        paths["/api/refresh"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RefreshRequest"
+    );
+    let fields = |schema: &str| -> BTreeSet<String> {
+        schemas[schema]["properties"].as_object().expect("properties").keys().cloned().collect()
+    };
+    for field in ["user", "client", "session", "expired", "expire_at"] {
+        assert!(fields("RefreshRequest").contains(field), "RefreshRequest.{field}");
+    }
+    assert!(fields("DisconnectRequest").contains("whitelist") && fields("DisconnectRequest").contains("session"));
+    assert!(fields("UserChannelRequest").contains("session"));
+    let required: BTreeSet<&str> =
+        schemas["RefreshRequest"]["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
+    assert_eq!(required, BTreeSet::from(["user"]));
+
     // The error shape: {"error": {"code", "message"}}.
     let error = &schemas["ErrorBody"];
     let required: BTreeSet<&str> =
@@ -120,10 +137,13 @@ async fn openapi_document_states_what_the_handlers_check() {
         assert_eq!(either[1]["required"], serde_json::json!(["b64data"]), "{schema}");
         assert_eq!(either[1]["properties"]["b64data"]["type"], "string", "{schema}");
     }
-    // Options the hub refuses when given.
-    assert_eq!(schemas["UserChannelRequest"]["properties"]["session"]["maxLength"], 0);
-    assert_eq!(schemas["DisconnectRequest"]["properties"]["session"]["maxLength"], 0);
-    assert_eq!(schemas["DisconnectRequest"]["properties"]["whitelist"]["maxItems"], 0);
+    // `session` and `whitelist` are taken (no bound on them); refresh's
+    // `expire_at` is not negative, and its `info` (refused) is not offered.
+    assert!(schemas["UserChannelRequest"]["properties"]["session"].get("maxLength").is_none());
+    assert!(schemas["DisconnectRequest"]["properties"]["session"].get("maxLength").is_none());
+    assert!(schemas["DisconnectRequest"]["properties"]["whitelist"].get("maxItems").is_none());
+    assert_eq!(schemas["RefreshRequest"]["properties"]["expire_at"]["minimum"], 0);
+    assert!(schemas["RefreshRequest"]["properties"].get("info").is_none());
     let codes = schemas["DisconnectSpec"]["properties"]["code"]["anyOf"].as_array().expect("code: anyOf");
     assert!(codes.iter().any(|c| c["minimum"] == 3000 && c["maximum"] == 4999), "{codes:?}");
     assert!(codes.iter().any(|c| c["enum"] == serde_json::json!([0])), "{codes:?}");

@@ -22,6 +22,7 @@ both_encodings!(
     server_side_subscriptions_recover_through_connect,
     server_side_subscription_lost_with_its_topic_reconnects_the_client,
     wrong_epoch_or_lost_position_is_not_recovered,
+    the_reject_unrecovered_flag_turns_a_lost_position_into_error_112,
     an_empty_epoch_recovers_from_the_current_stream,
     topic_failure_makes_subscribers_resubscribe_and_recover,
 );
@@ -129,6 +130,53 @@ async fn wrong_epoch_or_lost_position_is_not_recovered(encoding: Encoding) {
     let (mut other, _) = hub.connect(encoding).await;
     let sub = other.subscribe_recover("feed:w", 6, &epoch).await;
     assert!(!sub.recovered, "an offset beyond the top: {sub:?}");
+    hub.shutdown().await;
+}
+
+/// Subscribe flag 2 (`reject_unrecovered`, sent by centrifuge-js when a
+/// subscription has `getState`): a recovery that fails is refused with 112
+/// "unrecoverable position", and the client is not subscribed; a recovery that
+/// succeeds is answered as without the flag.
+async fn the_reject_unrecovered_flag_turns_a_lost_position_into_error_112(encoding: Encoding) {
+    let hub = spawn_hub(recovery_config()).await;
+    let mut epoch = String::new();
+    for n in 1..=5 {
+        epoch = hub.publish("short:f", data(n)).await.epoch;
+        hub.publish("feed:f", data(n)).await;
+    }
+    let (mut client, _) = hub.connect(encoding).await;
+    let with_flag = |channel: &str, offset: u64, epoch: &str| proto::SubscribeRequest {
+        channel: channel.into(),
+        recover: true,
+        recoverable: true,
+        offset,
+        epoch: epoch.into(),
+        flag: protocol::subscribe_flags::CHANNEL_COMPACTION | protocol::subscribe_flags::REJECT_UNRECOVERED,
+        ..Default::default()
+    };
+    // Publications 2 and 3 were evicted (history_size 3).
+    let error = client.subscribe_with(with_flag("short:f", 1, &epoch)).await.expect_err("unrecoverable");
+    assert_eq!((error.code, error.message.as_str()), (112, "unrecoverable position"));
+    assert!(!error.temporary);
+    // Another epoch is just as unrecoverable.
+    let error = client.subscribe_with(with_flag("feed:f", 2, "another-epoch")).await.expect_err("other epoch");
+    assert_eq!((error.code, error.message.as_str()), (112, "unrecoverable position"));
+    // Not subscribed: publications do not arrive, and the channel can be subscribed again.
+    hub.publish("short:f", data(6)).await;
+    client.expect_silence(Duration::from_millis(200)).await;
+    let sub = client.subscribe_with(with_flag("short:f", 4, &epoch)).await.expect("recoverable position");
+    assert!(sub.recovered && sub.was_recovering, "{sub:?}");
+    assert_eq!(offsets_and_data(&sub.publications), expected(5..=6));
+    // Without the flag the same lost position is `recovered: false`.
+    let sub = client.subscribe_recover("feed:f", 2, "another-epoch").await;
+    assert!(!sub.recovered && sub.publications.is_empty(), "{sub:?}");
+    // The flag only matters when recovering: a plain subscribe with it succeeds.
+    let plain = proto::SubscribeRequest {
+        channel: "short:plain".into(),
+        flag: protocol::subscribe_flags::REJECT_UNRECOVERED,
+        ..Default::default()
+    };
+    client.subscribe_with(plain).await.expect("no recovery asked");
     hub.shutdown().await;
 }
 
