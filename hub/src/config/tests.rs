@@ -352,6 +352,12 @@ fn top_level_and_string_keys_match_the_struct() {
             ..TokenConfig::default()
         },
         otel: OtelConfig { endpoint: Some("http://collector:4318".into()), ..OtelConfig::default() },
+        proxy: super::ProxyConfig {
+            rpc: Some(super::ProxyEndpoint {
+                endpoint: "http://backend:3000/rpc".into(),
+                timeout: Duration::from_secs(1),
+            }),
+        },
         ..Config::default()
     };
     let value = serde_json::to_value(&config).unwrap();
