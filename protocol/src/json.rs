@@ -38,6 +38,14 @@ pub mod raw {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
         // `null` is a JSON value like any other: kept as its text.
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        Ok(Bytes::copy_from_slice(raw.get().as_bytes()))
+        let text = raw.get();
+        // A raw `\r` (a frame is split on `\n` only, so `\r` can arrive) is
+        // whitespace between tokens: made a space here, as `serialize` would,
+        // so that what was decoded is what is sent on (the same JSON value,
+        // and the same bytes whichever way it goes next).
+        if text.contains(['\n', '\r']) {
+            return Ok(Bytes::from(text.replace(['\n', '\r'], " ")));
+        }
+        Ok(Bytes::copy_from_slice(text.as_bytes()))
     }
 }

@@ -717,3 +717,18 @@ fn fuzz_seeds_decode() {
     }
     assert_eq!(seen, 4);
 }
+
+/// Found by the `json_command` and `decode_frame` fuzz targets: raw `\r`
+/// whitespace inside a command's JSON data (a frame is split on `\n` only, so
+/// it arrives) was kept by the decoder but made a space by the encoder, so a
+/// decoded command did not re-encode to the same bytes. Decoding now makes it
+/// a space too: same JSON value, and a fixed point.
+#[test]
+fn raw_carriage_returns_in_json_data_decode_as_spaces() {
+    let frame = b"{\"id\":3,\"publish\":{\"channel\":\"c\",\"data\":{\r\r\r\"input\":\"hello\\r\"}}}";
+    let commands: Vec<Command> = decode_frame(Encoding::Json, frame, 1024).unwrap();
+    let data = &commands[0].publish.as_ref().unwrap().data;
+    assert_eq!(data.as_ref(), b"{   \"input\":\"hello\\r\"}".as_slice(), "{:?}", String::from_utf8_lossy(data));
+    let again: Vec<Command> = decode_frame(Encoding::Json, &encode_frame(Encoding::Json, &commands), 1024).unwrap();
+    assert_eq!(again, commands);
+}
