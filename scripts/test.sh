@@ -48,6 +48,8 @@ export HUB_TEST_LOG_DIR="$TARGET_DIR/sdk-test-logs"
 SDK_TESTS_RAN=0
 STEP_NAMES=()
 STEP_RESULTS=()
+# Each step's output is also kept here (the summary repeats the end of a failed one).
+STEP_LOG_DIR="$TARGET_DIR/test-logs"
 STEP_SECONDS=()
 FAILED=0
 
@@ -62,11 +64,14 @@ run_step() {
   shift
   log "$name: $*"
   local start=$SECONDS
+  mkdir -p "$STEP_LOG_DIR"
   set +e
   (
     set -euo pipefail
     "$@"
-  )
+  ) > >(tee "$STEP_LOG_DIR/$name.log") 2>&1
+  # Through a process substitution, not a pipe: a daemon the step starts (RabbitMQ)
+  # may keep the descriptor open, and the run must not wait for it.
   STEP_RC=$?
   set -e
   record_step "$name" "$start" "$STEP_RC"
@@ -96,6 +101,14 @@ summary() {
     printf '  %-14s %-24s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECONDS[$i]}"
   done
   if [[ $FAILED -ne 0 ]]; then
+    # The end of each failed step's output again, so that the tail of the whole
+    # run (all that some CI views keep) says why.
+    for i in "${!STEP_NAMES[@]}"; do
+      if [[ ${STEP_RESULTS[$i]} == FAILED* && -f $STEP_LOG_DIR/${STEP_NAMES[$i]}.log ]]; then
+        printf '\n==> the last 40 lines of %s (whole output: %s)\n' "${STEP_NAMES[$i]}" "$STEP_LOG_DIR/${STEP_NAMES[$i]}.log"
+        tail -n 40 "$STEP_LOG_DIR/${STEP_NAMES[$i]}.log"
+      fi
+    done
     printf '\nFAILED\n'
     if [[ $SDK_TESTS_RAN -eq 1 ]]; then
       printf 'hub logs of the SDK tests: %s\n' "$HUB_TEST_LOG_DIR"
