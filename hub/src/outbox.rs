@@ -46,6 +46,8 @@ struct State {
     bytes: usize,
     close: Option<DisconnectCode>,
     close_taken: bool,
+    /// [`Outbox::hold`]: queued messages wait for [`Outbox::release_front`].
+    held: bool,
 }
 
 /// A session's bounded queue of encoded messages.
@@ -97,7 +99,7 @@ impl Outbox {
             encoding,
             limit,
             headroom,
-            state: Mutex::new(State { queue: VecDeque::new(), bytes: 0, close: None, close_taken: false }),
+            state: Mutex::new(State { queue: VecDeque::new(), bytes: 0, close: None, close_taken: false, held: false }),
             notify: Notify::new(),
         }
     }
@@ -148,6 +150,40 @@ impl Outbox {
         Ok(())
     }
 
+    /// Holds what is queued from now on: the writer takes nothing (pushes are
+    /// still accepted and bounded as usual) until [`Outbox::release_front`]
+    /// puts one message ahead of them. The session holds its outbox while it
+    /// subscribes a connecting client server-side, so that the connect reply,
+    /// which carries those subscriptions, comes before their publications. A
+    /// close ends the hold: the queue goes out, then the code.
+    pub fn hold(&self) {
+        self.state.lock().held = true;
+    }
+
+    /// Ends a [`Outbox::hold`]: queues `message` ahead of what was queued
+    /// meanwhile (bounded like a push: it closes the outbox with 3008 when it
+    /// does not fit) and wakes the writer.
+    pub fn release_front(&self, message: Bytes) -> Result<(), PushError> {
+        let mut state = self.state.lock();
+        state.held = false;
+        if state.close.is_some() {
+            return Err(PushError::Closed);
+        }
+        if !self.fits(state.bytes, message.len()) {
+            state.queue.clear();
+            state.bytes = 0;
+            state.close = Some(codes::SLOW);
+            drop(state);
+            self.notify.notify_one();
+            return Err(PushError::Slow);
+        }
+        state.bytes += message.len();
+        state.queue.push_front(message);
+        drop(state);
+        self.notify.notify_one();
+        Ok(())
+    }
+
     /// Closes the outbox: queued messages still go out, then `code`. The first
     /// close wins; later ones are ignored.
     pub fn close(&self, code: DisconnectCode) {
@@ -193,7 +229,7 @@ impl Outbox {
             let notified = self.notify.notified();
             let (queued, closing) = {
                 let state = self.state.lock();
-                (!state.queue.is_empty(), state.close.is_some())
+                (!state.queue.is_empty() && !state.held, state.close.is_some())
             };
             if closing || queued {
                 if queued && !closing {
@@ -210,6 +246,9 @@ impl Outbox {
     /// Like [`Outbox::next`] without waiting.
     pub fn try_next(&self, builder: &mut FrameBuilder) -> Option<Next> {
         let mut state = self.state.lock();
+        if state.held && state.close.is_none() {
+            return None;
+        }
         if state.queue.len() == 1 {
             // One message is a frame by itself: send the shared bytes, no copy.
             state.bytes = 0;
@@ -258,6 +297,59 @@ mod tests {
         assert_eq!(&frame(outbox.try_next(&mut builder))[..], b"{\"a\":1}\n{}");
         assert_eq!(outbox.try_next(&mut builder), None);
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_hold_keeps_the_queue_until_the_release_puts_its_message_first() {
+        let outbox = Outbox::new(Encoding::Json, 1024);
+        let mut builder = outbox.frame_builder();
+        outbox.hold();
+        outbox.push(Bytes::from_static(b"{\"pub\":1}")).unwrap();
+        outbox.push(Bytes::from_static(b"{\"pub\":2}")).unwrap();
+        assert_eq!(outbox.try_next(&mut builder), None, "held");
+        outbox.release_front(Bytes::from_static(b"{\"connect\":{}}")).unwrap();
+        assert_eq!(&frame(outbox.try_next(&mut builder))[..], b"{\"connect\":{}}\n{\"pub\":1}\n{\"pub\":2}");
+        // Released for good.
+        outbox.push(Bytes::from_static(b"{}")).unwrap();
+        assert_eq!(&frame(outbox.try_next(&mut builder))[..], b"{}");
+    }
+
+    #[test]
+    fn a_held_outbox_is_bounded_and_a_close_ends_the_hold() {
+        let outbox = Outbox::new(Encoding::Json, 10);
+        let mut builder = outbox.frame_builder();
+        outbox.hold();
+        outbox.push(Bytes::from_static(b"123456")).unwrap();
+        // The release's message counts against the bound like a push.
+        assert_eq!(outbox.release_front(Bytes::from_static(b"123456")), Err(PushError::Slow));
+        assert_eq!(outbox.try_next(&mut builder), Some(Next::Close(codes::SLOW)));
+
+        let outbox = Outbox::new(Encoding::Json, 1024);
+        outbox.hold();
+        outbox.push(Bytes::from_static(b"{}")).unwrap();
+        outbox.close(codes::SHUTDOWN);
+        assert_eq!(&frame(outbox.try_next(&mut builder))[..], b"{}");
+        assert_eq!(outbox.try_next(&mut builder), Some(Next::Close(codes::SHUTDOWN)));
+        assert_eq!(outbox.release_front(Bytes::from_static(b"{}")), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn next_after_waits_for_the_release() {
+        let outbox = std::sync::Arc::new(Outbox::new(Encoding::Json, 1024));
+        outbox.hold();
+        outbox.push(Bytes::from_static(b"{\"pub\":1}")).unwrap();
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let mut builder = outbox.frame_builder();
+                outbox.next_after(&mut builder, std::time::Duration::from_millis(1)).await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!writer.is_finished(), "the writer waits while the outbox is held");
+        outbox.release_front(Bytes::from_static(b"{\"connect\":{}}")).unwrap();
+        let next = writer.await.expect("the writer task");
+        assert_eq!(next, Next::Frame(Bytes::from_static(b"{\"connect\":{}}\n{\"pub\":1}")));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::channel::Channel;
 use crate::config::ChannelOptions;
 use crate::quota::Refusal;
 use crate::topic::filter::TagsFilter;
-use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscriber, TopicMsg};
+use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscribed, Subscriber, TopicMsg};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
 /// subscribe by themselves.
@@ -227,7 +227,7 @@ impl Session {
         self.expires_at = expires_at;
         let ping = ctx.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
         let ttl = expires_at.map(ttl_until);
-        let result = proto::ConnectResult {
+        let mut result = proto::ConnectResult {
             client: client.to_string(),
             version: crate::VERSION.to_string(),
             expires: ttl.is_some(),
@@ -238,29 +238,72 @@ impl Session {
             session: self.emulation_id.as_deref().unwrap_or_default().to_string(),
             ..Default::default()
         };
-        self.send(&Reply { id, connect: Some(result), ..Default::default() });
-        tracing::debug!(%client, user = %self.user, transport = ?self.transport, "connected");
-        self.schedule_ping(true);
-        if let Some(exp) = expires_at {
-            self.schedule_expiry(exp);
-        }
+        // Server-side subscriptions made at connect (the personal channel, the
+        // token's `channels`) are answered inside the connect reply's `subs`, as
+        // Centrifugo does; the outbox is held meanwhile so that their
+        // publications come after that reply. The one-way transport keeps its
+        // documented events: a `subscribe` push per channel after `connect`.
+        let mut server_side: Vec<(Channel, Option<(u64, String)>)> = Vec::new();
         if ctx.config.personal_channel.enabled && !self.user.is_empty() {
-            self.join_personal_channel(&client, &request).await;
-            if self.closed {
-                return;
+            if ctx.config.personal_channel.single_connection {
+                let except = ctx.engine.disconnect_user_except(&self.user, &client, codes::CONNECTION_LIMIT).await;
+                if let Err(error) = except {
+                    tracing::warn!(code = error.code, "single connection: the user's other connections were not told");
+                }
+            }
+            let name = ctx.config.personal_channel.channel(&self.user);
+            match Channel::parse(&name, &ctx.config) {
+                Ok((channel, _)) => server_side.push((channel, recover_position(&request, &name))),
+                Err(error) => tracing::warn!(channel = %name, code = error.code, "personal channel refused"),
             }
         }
         for name in &channels {
             match Channel::parse(name, &ctx.config) {
-                Ok((channel, _)) => {
-                    let recover = request.subs.get(name).filter(|s| s.recover).map(|s| (s.offset, s.epoch.clone()));
-                    self.server_subscribe(channel, recover).await;
-                }
+                Ok((channel, _)) => server_side.push((channel, recover_position(&request, name))),
                 Err(_) => tracing::warn!(channel = %name, "token channel refused: unknown channel"),
+            }
+        }
+        let in_reply = self.transport != super::TransportKind::UniSse;
+        if in_reply {
+            self.outbox.hold();
+        } else {
+            self.send(&Reply { id, connect: Some(result.clone()), ..Default::default() });
+        }
+        for (channel, recover) in server_side {
+            let name = channel.to_string();
+            let target = if in_reply { ReplyTarget::Return } else { ReplyTarget::Push };
+            if let Some(subscribed) = self.server_subscribe(channel, recover, target).await {
+                result.subs.insert(name, *subscribed);
             }
             if self.closed {
                 return;
             }
+        }
+        if in_reply {
+            let encoding = self.outbox.encoding();
+            let mut reply = Reply { id, connect: Some(result), ..Default::default() };
+            let mut bytes = protocol::codec::encode(encoding, &reply);
+            if let Some(connect) = reply.connect.as_mut().filter(|_| bytes.len() > self.outbox.max_message()) {
+                // Too large with what was recovered: the subscriptions stay,
+                // their publications are left out (`recovered: false`; the SDK
+                // goes on from the position given).
+                for sub in connect.subs.values_mut() {
+                    sub.publications.clear();
+                    sub.recovered = false;
+                }
+                bytes = protocol::codec::encode(encoding, &reply);
+            }
+            if let Err(error) = self.outbox.release_front(bytes) {
+                if error == crate::outbox::PushError::Slow {
+                    ctx.metrics.slow_disconnects.inc();
+                }
+                return self.stop();
+            }
+        }
+        tracing::debug!(%client, user = %self.user, transport = ?self.transport, "connected");
+        self.schedule_ping(true);
+        if let Some(exp) = expires_at {
+            self.schedule_expiry(exp);
         }
         if self.transport == super::TransportKind::UniSse {
             // A one-way client names its channels in `subs` (from the query);
@@ -272,7 +315,7 @@ impl Session {
                 match Channel::parse(name, &ctx.config) {
                     Ok((channel, options)) if channel.client_may_subscribe(options, &self.user) => {
                         let recover = sub.recover.then(|| (sub.offset, sub.epoch.clone()));
-                        self.server_subscribe(channel, recover).await;
+                        self.server_subscribe(channel, recover, ReplyTarget::Push).await;
                     }
                     // Refused: the stream says so for that channel and goes on
                     // with the others (a code below 2500: no retry).
@@ -283,28 +326,6 @@ impl Session {
                     return;
                 }
             }
-        }
-    }
-
-    /// `[personal_channel]`: subscribes the new connection server-side to its
-    /// user's personal channel (recovering when the connect names it in
-    /// `subs`), after closing the user's other connections everywhere when
-    /// only one is allowed.
-    async fn join_personal_channel(&mut self, client: &str, request: &proto::ConnectRequest) {
-        let ctx = self.ctx.clone();
-        let personal = &ctx.config.personal_channel;
-        if personal.single_connection {
-            if let Err(error) = ctx.engine.disconnect_user_except(&self.user, client, codes::CONNECTION_LIMIT).await {
-                tracing::warn!(code = error.code, "single connection: the user's other connections were not told");
-            }
-        }
-        let name = personal.channel(&self.user);
-        match Channel::parse(&name, &ctx.config) {
-            Ok((channel, _)) => {
-                let recover = request.subs.get(&name).filter(|s| s.recover).map(|s| (s.offset, s.epoch.clone()));
-                self.server_subscribe(channel, recover).await;
-            }
-            Err(error) => tracing::warn!(channel = %name, code = error.code, "personal channel refused"),
         }
     }
 
@@ -405,18 +426,26 @@ impl Session {
         self.subs.insert(channel, subscription);
     }
 
-    /// Subscribes without a client command; the outcome goes out as a `subscribe` push.
-    pub(super) async fn server_subscribe(&mut self, channel: Channel, recover: Option<(u64, String)>) {
+    /// Subscribes without a client command. With [`ReplyTarget::Push`] the
+    /// outcome goes out as a `subscribe` push; with [`ReplyTarget::Return`] it
+    /// is returned, for the connect reply's `subs`. `None` when the
+    /// subscription was not made (logged) or was pushed.
+    pub(super) async fn server_subscribe(
+        &mut self,
+        channel: Channel,
+        recover: Option<(u64, String)>,
+        reply: ReplyTarget,
+    ) -> Subscribed {
         if self.client.is_none() || self.subs.contains_key(&channel) {
-            return;
+            return None;
         }
         if self.subs.len() >= self.ctx.config.max_channels_per_client {
             self.ctx.metrics.limit_refused(Refusal::Channels);
             tracing::warn!(%channel, "server-side subscribe skipped: the client is at max_channels_per_client");
-            return;
+            return None;
         }
         let ctx = self.ctx.clone();
-        let Some(options) = Channel::parse(channel.as_str(), &ctx.config).ok().map(|(_, o)| o) else { return };
+        let options = Channel::parse(channel.as_str(), &ctx.config).ok().map(|(_, o)| o)?;
         let recoverable = options.history_enabled();
         let args = SubscribeArgs {
             subscriber: self.subscriber(bytes::Bytes::new(), None),
@@ -424,17 +453,21 @@ impl Session {
             recoverable,
             reject_unrecovered: false,
             ttl: None,
-            reply: ReplyTarget::Push,
+            reply,
         };
         ctx.metrics.subscriptions.inc();
         match ctx.topics.call(&channel, options, |reply| TopicMsg::Subscribe(Box::new(args.clone()), reply)).await {
-            Ok(_) => self.add_subscription(
-                channel,
-                Subscription { server_side: true, expires_at: None, chan_info: bytes::Bytes::new() },
-            ),
+            Ok(subscribed) => {
+                self.add_subscription(
+                    channel,
+                    Subscription { server_side: true, expires_at: None, chan_info: bytes::Bytes::new() },
+                );
+                subscribed
+            }
             Err(error) => {
                 ctx.metrics.subscriptions.dec();
-                tracing::warn!(%channel, code = error.code, "server-side subscribe failed")
+                tracing::warn!(%channel, code = error.code, "server-side subscribe failed");
+                None
             }
         }
     }
@@ -638,4 +671,10 @@ fn fit_history(reply: &mut Reply, encoding: protocol::Encoding, max_bytes: usize
     if let Some(history) = reply.history.as_mut() {
         history.publications = kept;
     }
+}
+
+/// The position a connecting client names for a server-side channel in its
+/// connect `subs` (when it asks to recover it).
+fn recover_position(request: &proto::ConnectRequest, channel: &str) -> Option<(u64, String)> {
+    request.subs.get(channel).filter(|s| s.recover).map(|s| (s.offset, s.epoch.clone()))
 }

@@ -262,7 +262,9 @@ impl SessionActor {
             }
             SessionMsg::TransportClosed => session.stop(),
             SessionMsg::Disconnect(code) => session.disconnect(code),
-            SessionMsg::ServerSubscribe(channel) => Box::pin(session.server_subscribe(channel, None)).await,
+            SessionMsg::ServerSubscribe(channel) => {
+                Box::pin(session.server_subscribe(channel, None, crate::topic::ReplyTarget::Push)).await;
+            }
             SessionMsg::ServerUnsubscribe(channel) => {
                 Box::pin(session.server_unsubscribe(channel, codes::UNSUBSCRIBE_SERVER)).await
             }

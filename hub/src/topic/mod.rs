@@ -116,7 +116,17 @@ pub enum ReplyTarget {
     Reply(u32),
     /// A `subscribe` push (server-side subscription), then recovered publications as pushes.
     Push,
+    /// Nothing queued: the topic answers the [`proto::SubscribeResult`] to the
+    /// caller, which sends it itself (a server-side subscription made at
+    /// connect goes in `ConnectResult.subs`, as Centrifugo does). The caller
+    /// holds the outbox meanwhile so that the channel's publications follow
+    /// that reply ([`crate::outbox::Outbox::hold`]).
+    Return,
 }
+
+/// What a topic answers to a subscribe: the result for [`ReplyTarget::Return`],
+/// `None` for the targets the topic queued itself.
+pub type Subscribed = Option<Box<proto::SubscribeResult>>;
 
 #[derive(Clone)]
 pub struct SubscribeArgs {
@@ -166,7 +176,7 @@ pub enum TopicError {
 
 /// Requests to a topic actor.
 pub enum TopicMsg {
-    Subscribe(Box<SubscribeArgs>, RpcReplyPort<Result<Position, TopicError>>),
+    Subscribe(Box<SubscribeArgs>, RpcReplyPort<Result<Subscribed, TopicError>>),
     /// Remove a subscriber (idempotent); the reply comes once it is gone.
     Unsubscribe(Arc<str>, Option<RpcReplyPort<()>>),
     Publish(Box<PublishArgs>, RpcReplyPort<Result<Position, TopicError>>),
@@ -192,7 +202,7 @@ pub enum TopicMsg {
 }
 
 /// A subscribe waiting for the replica's sync.
-type Pending = (SubscribeArgs, RpcReplyPort<Result<Position, TopicError>>);
+type Pending = (SubscribeArgs, RpcReplyPort<Result<Subscribed, TopicError>>);
 
 /// A channel's state, owned by its topic actor.
 pub struct TopicState {
@@ -444,7 +454,7 @@ fn subscribe(
     args: SubscribeArgs,
     now: Instant,
     context: &TopicContext,
-) -> Result<Position, TopicError> {
+) -> Result<Subscribed, TopicError> {
     if state.retiring {
         return Err(TopicError::Retiring);
     }
@@ -485,22 +495,24 @@ fn subscribe(
     if was_recovering && !recovered && args.reject_unrecovered {
         return Err(TopicError::Code(codes::UNRECOVERABLE_POSITION));
     }
+    let result = |publications: Vec<Publication>, recovered: bool| proto::SubscribeResult {
+        expires: args.ttl.is_some(),
+        ttl: args.ttl.unwrap_or(0),
+        recoverable,
+        epoch: epoch.clone(),
+        publications,
+        recovered,
+        offset,
+        positioned: recoverable,
+        was_recovering,
+        ..Default::default()
+    };
+    let mut returned = None;
     let queued = match args.reply {
         ReplyTarget::Reply(id) => {
             let reply = |publications: Vec<Publication>, recovered: bool| {
-                let result = proto::SubscribeResult {
-                    expires: args.ttl.is_some(),
-                    ttl: args.ttl.unwrap_or(0),
-                    recoverable,
-                    epoch: epoch.clone(),
-                    publications,
-                    recovered,
-                    offset,
-                    positioned: recoverable,
-                    was_recovering,
-                    ..Default::default()
-                };
-                codec::encode(encoding, &Reply { id, subscribe: Some(result), ..Default::default() })
+                let subscribe = Some(result(publications, recovered));
+                codec::encode(encoding, &Reply { id, subscribe, ..Default::default() })
             };
             let mut encoded = reply(publications, recovered);
             if encoded.len() > max_bytes {
@@ -510,6 +522,17 @@ fn subscribe(
                 encoded = reply(Vec::new(), false);
             }
             subscriber.outbox.push(encoded)
+        }
+        ReplyTarget::Return => {
+            // Bounded like a reply of its own; the caller checks the sum.
+            let mut answer = result(publications, recovered);
+            if codec::encode(encoding, &Reply { subscribe: Some(answer.clone()), ..Default::default() }).len()
+                > max_bytes
+            {
+                answer = result(Vec::new(), false);
+            }
+            returned = Some(Box::new(answer));
+            Ok(())
         }
         ReplyTarget::Push => {
             let subscribe_push = |recovered: bool| {
@@ -563,7 +586,7 @@ fn subscribe(
             }
         }
     }
-    Ok(Position { offset, epoch })
+    Ok(returned)
 }
 
 /// Cluster mode: carries out what the replica decided.

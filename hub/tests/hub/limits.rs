@@ -121,8 +121,8 @@ async fn a_recovery_larger_than_the_outbox_is_recovered_false_and_history_pages(
 async fn a_server_side_recovery_larger_than_the_outbox_is_recovered_false(encoding: Encoding) {
     let hub = spawn_hub(token_config()).await;
     let token = connect_token_with(SECRET, "42", None, &["side"], None);
-    let (mut first, _) = hub.connect_with_token(encoding, &token).await;
-    let subscribed = first.recv_push().await.subscribe.expect("a subscribe push");
+    let (first, connected) = hub.connect_with_token(encoding, &token).await;
+    let subscribed = connected.subs["side"].clone();
     first.close().await;
     publish_30_of_60kb(&hub, "side").await;
 
@@ -138,10 +138,10 @@ async fn a_server_side_recovery_larger_than_the_outbox_is_recovered_false(encodi
     subs.insert("side".to_string(), sub);
     let connect = proto::ConnectRequest { token, subs, ..Default::default() };
     let reply = client.call(Command { connect: Some(connect), ..Default::default() }).await;
-    assert!(reply.connect.is_some(), "{reply:?}");
-    let push = client.recv_push().await;
-    let subscribe = push.subscribe.expect("a subscribe push");
+    let connected = reply.connect.clone().unwrap_or_else(|| panic!("connected: {reply:?}"));
+    let subscribe = &connected.subs["side"];
     assert_eq!((subscribe.was_recovering, subscribe.recovered, subscribe.offset), (true, false, 30));
+    assert!(subscribe.publications.is_empty(), "{} publications", subscribe.publications.len());
     hub.publish("side", Bytes::from_static(b"31")).await;
     assert_eq!(client.recv_pub("side").await.offset, 31, "no recovered publication before the live one");
     hub.shutdown().await;

@@ -369,16 +369,15 @@ async fn server_side_subscriptions_recover_through_connect(encoding: Encoding) {
     let mut client = hub.open(encoding).await;
     let request = proto::ConnectRequest { token, subs, ..Default::default() };
     let reply = client.call(proto::Command { connect: Some(request), ..Default::default() }).await;
-    assert!(reply.connect.is_some(), "connected: {reply:?}");
-    let push = client.recv_push().await;
-    assert_eq!(push.channel, "feed:srv");
-    let subscribe = push.subscribe.clone().unwrap_or_else(|| panic!("a subscribe push, got {push:?}"));
-    assert!(subscribe.recoverable && subscribe.positioned, "{subscribe:?}");
-    assert_eq!((subscribe.epoch.as_str(), subscribe.offset), (epoch.as_str(), 4));
-    for n in 2..=4 {
-        let publication = client.recv_pub("feed:srv").await;
-        assert_eq!((publication.offset, publication.data), (n as u64, data(n)), "recovered publications as pushes");
-    }
+    let connected = reply.connect.clone().unwrap_or_else(|| panic!("connected: {reply:?}"));
+    // As Centrifugo: the recovery is in the connect reply's `subs`.
+    assert_eq!(connected.subs.keys().collect::<Vec<_>>(), ["feed:srv"]);
+    let subscribed = &connected.subs["feed:srv"];
+    assert!(subscribed.recoverable && subscribed.positioned, "{subscribed:?}");
+    assert!(subscribed.was_recovering && subscribed.recovered, "{subscribed:?}");
+    assert_eq!((subscribed.epoch.as_str(), subscribed.offset), (epoch.as_str(), 4));
+    let recovered: Vec<_> = subscribed.publications.iter().map(|p| (p.offset, p.data.clone())).collect();
+    assert_eq!(recovered, (2..=4).map(|n| (n as u64, data(n))).collect::<Vec<_>>());
     hub.publish("feed:srv", data(5)).await;
     assert_eq!(client.recv_pub("feed:srv").await.offset, 5);
     client.expect_silence(Duration::from_millis(100)).await;
@@ -388,8 +387,8 @@ async fn server_side_subscriptions_recover_through_connect(encoding: Encoding) {
 async fn server_side_subscription_lost_with_its_topic_reconnects_the_client(encoding: Encoding) {
     let hub = spawn_hub(with_recovery_namespaces(token_config())).await;
     let token = connect_token_with(SECRET, "alice", None, &["feed:srv"], None);
-    let (mut client, _) = hub.connect_with_token(encoding, &token).await;
-    assert!(client.recv_push().await.subscribe.is_some(), "the server-side subscription");
+    let (mut client, connected) = hub.connect_with_token(encoding, &token).await;
+    assert!(connected.subs.contains_key("feed:srv"), "the server-side subscription: {connected:?}");
     let topic = hub.node.topics.lookup("feed:srv").expect("the topic is live");
     topic.cast(TopicMsg::InjectPanic).expect("the topic takes the message");
     // The client cannot resubscribe a server-side subscription by itself:

@@ -88,20 +88,19 @@ async fn channels_claim_subscribes_server_side(encoding: Encoding) {
     hub.publish("private:news", data(1)).await;
     // `private` needs a token to subscribe; the claim is that grant.
     let token = connect_token_with(SECRET, "alice", None, &["private:news", "news", "nope:bad"], hour);
-    let (mut alice, _) = hub.connect_with_token(encoding, &token).await;
-    // For each channel in claim order: the subscribe push, then the client's
-    // own join where join/leave is on. The unknown channel is skipped.
-    for (channel, offset, joins) in [("private:news", 1, true), ("news", 0, false)] {
-        let push = alice.recv_push().await;
-        assert_eq!(push.channel, channel);
-        let subscribe = push.subscribe.unwrap_or_else(|| panic!("a subscribe push for {channel}"));
+    let (mut alice, connected) = hub.connect_with_token(encoding, &token).await;
+    // As Centrifugo: the subscriptions are in the connect reply's `subs`; the
+    // unknown channel is skipped.
+    assert_eq!(connected.subs.keys().collect::<Vec<_>>(), ["news", "private:news"], "{connected:?}");
+    for (channel, offset) in [("private:news", 1), ("news", 0)] {
+        let subscribe = &connected.subs[channel];
         assert!(subscribe.recoverable && subscribe.positioned, "history is on: {subscribe:?}");
         assert_eq!(subscribe.offset, offset, "{channel}: the stream top");
-        if joins {
-            let push = alice.recv_push().await;
-            assert_eq!((push.channel.as_str(), push.join.is_some()), (channel, true), "{push:?}");
-        }
+        assert!(subscribe.publications.is_empty() && !subscribe.was_recovering, "{subscribe:?}");
     }
+    // Then the client's own join where join/leave is on.
+    let push = alice.recv_push().await;
+    assert_eq!((push.channel.as_str(), push.join.is_some()), ("private:news", true), "{push:?}");
     alice.expect_silence(Duration::from_millis(100)).await;
 
     for n in 2..=4 {

@@ -14,6 +14,7 @@ both_encodings!(
     a_user_limited_channel_admits_only_the_users_it_lists,
     every_user_is_subscribed_to_its_personal_channel,
     single_connection_closes_the_users_other_connections,
+    the_connect_reply_recovers_the_personal_channel,
 );
 
 /// `dialog:*` has user-limited channels (and `allow_subscribe`, which does not
@@ -30,12 +31,12 @@ fn user_channels_config(single_connection: bool) -> Config {
 async fn a_user_limited_channel_admits_only_the_users_it_lists(encoding: Encoding) {
     let hub = spawn_hub(user_channels_config(false)).await;
     let channel = "dialog:talk#42,43";
-    let (mut u42, _) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
-    let (mut u43, _) = hub.connect_with_token(encoding, &connect_token("43", None)).await;
-    let (mut u44, _) = hub.connect_with_token(encoding, &connect_token("44", None)).await;
-    for client in [&mut u42, &mut u43, &mut u44] {
-        // Each got its personal channel first.
-        assert!(client.recv_push().await.subscribe.is_some());
+    let (mut u42, r42) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
+    let (mut u43, r43) = hub.connect_with_token(encoding, &connect_token("43", None)).await;
+    let (mut u44, r44) = hub.connect_with_token(encoding, &connect_token("44", None)).await;
+    // Each got its personal channel in the connect reply.
+    for (user, result) in [("42", &r42), ("43", &r43), ("44", &r44)] {
+        assert_eq!(result.subs.keys().collect::<Vec<_>>(), [&format!("personal:#{user}")]);
     }
     u42.subscribe(channel).await;
     u43.subscribe(channel).await;
@@ -61,16 +62,22 @@ async fn a_user_limited_channel_admits_only_the_users_it_lists(encoding: Encodin
 
 async fn every_user_is_subscribed_to_its_personal_channel(encoding: Encoding) {
     let hub = spawn_hub(user_channels_config(false)).await;
-    let (mut first, _) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
-    let (mut second, _) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
-    let (mut other, _) = hub.connect_with_token(encoding, &connect_token("43", None)).await;
-    for client in [&mut first, &mut second] {
-        let push = client.recv_push().await;
-        assert_eq!(push.channel, "personal:#42");
-        let subscribe = push.subscribe.unwrap_or_else(|| panic!("a subscribe push"));
-        assert!(subscribe.recoverable && subscribe.positioned, "{subscribe:?}");
+    let (mut first, first_result) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
+    let (mut second, second_result) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
+    let (mut other, other_result) = hub.connect_with_token(encoding, &connect_token("43", None)).await;
+    // As Centrifugo: the server-side subscription is in the connect reply's
+    // `subs`, not a separate push.
+    for result in [&first_result, &second_result] {
+        assert_eq!(result.subs.len(), 1, "{result:?}");
+        let subscribed = &result.subs["personal:#42"];
+        assert!(subscribed.recoverable && subscribed.positioned, "{subscribed:?}");
+        assert_eq!((subscribed.offset, subscribed.was_recovering, subscribed.recovered), (0, false, false));
+        assert!(!subscribed.epoch.is_empty());
     }
-    assert_eq!(other.recv_push().await.channel, "personal:#43");
+    assert_eq!(other_result.subs.keys().collect::<Vec<_>>(), ["personal:#43"]);
+    for client in [&mut first, &mut second, &mut other] {
+        client.expect_silence(Duration::from_millis(100)).await;
+    }
 
     hub.publish("personal:#42", data(1)).await;
     for client in [&mut first, &mut second] {
@@ -90,16 +97,49 @@ async fn every_user_is_subscribed_to_its_personal_channel(encoding: Encoding) {
 
 async fn single_connection_closes_the_users_other_connections(encoding: Encoding) {
     let hub = spawn_hub(user_channels_config(true)).await;
-    let (mut first, _) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
-    let (mut other, _) = hub.connect_with_token(encoding, &connect_token("43", None)).await;
-    assert_eq!(first.recv_push().await.channel, "personal:#42");
-    let (mut second, _) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
+    let (mut first, first_result) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
+    let (mut other, other_result) = hub.connect_with_token(encoding, &connect_token("43", None)).await;
+    assert!(first_result.subs.contains_key("personal:#42"));
+    let (mut second, second_result) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
     assert_eq!(first.expect_close().await, (3504, "connection limit".to_string()));
-    assert_eq!(second.recv_push().await.channel, "personal:#42");
+    assert!(second_result.subs.contains_key("personal:#42"));
     hub.publish("personal:#42", data(1)).await;
     assert_eq!(second.recv_pub("personal:#42").await.data, data(1));
     // Other users keep their connections.
-    assert_eq!(other.recv_push().await.channel, "personal:#43");
+    assert!(other_result.subs.contains_key("personal:#43"));
     other.ping().await.expect("43 stays connected");
+    hub.shutdown().await;
+}
+
+/// A reconnecting client names its server-side channel's position in the
+/// connect `subs`; the connect reply carries what it missed (Centrifugo's
+/// server-side recovery), and publications made afterwards follow that reply.
+async fn the_connect_reply_recovers_the_personal_channel(encoding: Encoding) {
+    let hub = spawn_hub(user_channels_config(false)).await;
+    let (client, result) = hub.connect_with_token(encoding, &connect_token("42", None)).await;
+    let epoch = result.subs["personal:#42"].epoch.clone();
+    client.close().await;
+    hub.publish("personal:#42", data(1)).await;
+    hub.publish("personal:#42", data(2)).await;
+
+    let mut client = hub.open(encoding).await;
+    let position = proto::SubscribeRequest { recover: true, offset: 0, epoch: epoch.clone(), ..Default::default() };
+    let request = proto::ConnectRequest {
+        token: connect_token("42", None),
+        subs: [("personal:#42".to_string(), position)].into(),
+        ..Default::default()
+    };
+    client.send(&[proto::Command { id: 1, connect: Some(request), ..Default::default() }]).await;
+    // The first message on the socket is the connect reply.
+    let reply = client.recv_any().await;
+    assert_eq!(reply.id, 1, "{reply:?}");
+    let subscribed = &reply.connect.as_ref().expect("a connect result").subs["personal:#42"];
+    assert!(subscribed.was_recovering && subscribed.recovered, "{subscribed:?}");
+    assert_eq!((subscribed.epoch.as_str(), subscribed.offset), (epoch.as_str(), 2));
+    let recovered: Vec<_> = subscribed.publications.iter().map(|p| (p.offset, p.data.clone())).collect();
+    assert_eq!(recovered, [(1, data(1)), (2, data(2))]);
+    hub.publish("personal:#42", data(3)).await;
+    let publication = client.recv_pub("personal:#42").await;
+    assert_eq!((publication.offset, publication.data), (3, data(3)));
     hub.shutdown().await;
 }
