@@ -196,6 +196,14 @@ pub struct ChannelOptions {
     /// live and recovered. Without it, a subscribe with a filter is refused
     /// (107), as in Centrifugo.
     pub allow_tags_filter: bool,
+    /// A subscribe without a token asks the subscribe proxy
+    /// (`[proxy.subscribe]`), which decides instead of `allow_subscribe`
+    /// (Centrifugo's `subscribe_proxy_enabled`).
+    pub subscribe_proxy: bool,
+    /// A client publish asks the publish proxy (`[proxy.publish]`), which
+    /// decides instead of `allow_publish` and may change the data
+    /// (Centrifugo's `publish_proxy_enabled`).
+    pub publish_proxy: bool,
 }
 
 /// `[personal_channel]`: Centrifugo's `client.subscribe_to_user_personal_channel`.
@@ -506,7 +514,7 @@ impl Config {
         for (key, reason) in self.proxy.problems() {
             out.push((format!("proxy.{key}"), reason.to_owned()));
         }
-        channel_problems("channel", &self.channel, &mut out);
+        channel_problems("channel", &self.channel, &self.proxy, &mut out);
         for (name, options) in &self.namespaces {
             let key = format!("namespaces.{name}");
             if name.is_empty() {
@@ -517,7 +525,7 @@ impl Config {
                     "namespace name may only hold ASCII letters, digits, '_', '-' and '.' (no ':')".into(),
                 ));
             }
-            channel_problems(&key, options, &mut out);
+            channel_problems(&key, options, &self.proxy, &mut out);
         }
         let personal = &self.personal_channel;
         if personal.enabled && !personal.namespace.is_empty() && !self.namespaces.contains_key(&personal.namespace) {
@@ -530,7 +538,13 @@ impl Config {
     }
 }
 
-fn channel_problems(prefix: &str, options: &ChannelOptions, out: &mut Vec<(String, String)>) {
+fn channel_problems(prefix: &str, options: &ChannelOptions, proxy: &ProxyConfig, out: &mut Vec<(String, String)>) {
+    if options.subscribe_proxy && proxy.subscribe.is_none() {
+        out.push((format!("{prefix}.subscribe_proxy"), "needs [proxy.subscribe] with its endpoint".into()));
+    }
+    if options.publish_proxy && proxy.publish.is_none() {
+        out.push((format!("{prefix}.publish_proxy"), "needs [proxy.publish] with its endpoint".into()));
+    }
     let has_size = options.history_size > 0;
     let has_ttl = !options.history_ttl.is_zero();
     if has_size != has_ttl {

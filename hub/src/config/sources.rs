@@ -76,6 +76,9 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "token.jwks_url",
     "otel.endpoint",
     "otel.service_name",
+    "proxy.connect.endpoint",
+    "proxy.subscribe.endpoint",
+    "proxy.publish.endpoint",
     "proxy.rpc.endpoint",
     "personal_channel.namespace",
 ];
@@ -103,6 +106,9 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
         force_recovery: true,
         allow_user_limited_channels: false,
         allow_tags_filter: true,
+        // Proxies need endpoints of the user's own.
+        subscribe_proxy: false,
+        publish_proxy: false,
     };
     let mut dict = Dict::new();
     dict.insert("allow_anonymous".into(), Value::from(true));

@@ -50,6 +50,8 @@ fn dev_options() -> ChannelOptions {
         force_recovery: true,
         allow_user_limited_channels: false,
         allow_tags_filter: true,
+        subscribe_proxy: false,
+        publish_proxy: false,
     }
 }
 
@@ -352,11 +354,20 @@ fn top_level_and_string_keys_match_the_struct() {
             ..TokenConfig::default()
         },
         otel: OtelConfig { endpoint: Some("http://collector:4318".into()), ..OtelConfig::default() },
-        proxy: super::ProxyConfig {
-            rpc: Some(super::ProxyEndpoint {
-                endpoint: "http://backend:3000/rpc".into(),
-                timeout: Duration::from_secs(1),
-            }),
+        proxy: {
+            let endpoint = |path: &str| {
+                Some(super::ProxyEndpoint {
+                    endpoint: format!("http://backend:3000/{path}"),
+                    timeout: Duration::from_secs(1),
+                    http_headers: vec!["Cookie".into()],
+                })
+            };
+            super::ProxyConfig {
+                connect: endpoint("connect"),
+                subscribe: endpoint("subscribe"),
+                publish: endpoint("publish"),
+                rpc: endpoint("rpc"),
+            }
         },
         ..Config::default()
     };
@@ -483,6 +494,14 @@ fn invalid_values_name_file_and_key() {
         ("client_ip_header = \"X Forwarded\"", "client_ip_header", "must be a header name"),
         ("[channel]\nhistory_size = 10", "channel.history_size", "both be set"),
         ("[namespaces.a]\nforce_recovery = true", "namespaces.a.force_recovery", "recovery needs history"),
+        ("[namespaces.a]\nsubscribe_proxy = true", "namespaces.a.subscribe_proxy", "needs [proxy.subscribe]"),
+        ("[channel]\npublish_proxy = true", "channel.publish_proxy", "needs [proxy.publish]"),
+        ("[proxy.connect]\nendpoint = \"backend:1\"", "proxy.connect.endpoint", "must be an http://"),
+        (
+            "[proxy.subscribe]\nendpoint = \"http://b/s\"\nhttp_headers = [\"Bad Header\"]",
+            "proxy.subscribe.http_headers",
+            "must be header names",
+        ),
         (
             "[personal_channel]\nenabled = true\nnamespace = \"personal\"",
             "personal_channel.namespace",

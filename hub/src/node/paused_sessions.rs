@@ -29,7 +29,7 @@ async fn session(node: &Arc<Node>) -> (Arc<Outbox>, ractor::ActorRef<SessionMsg>
     let outbox = Arc::new(Outbox::for_client(Encoding::Json, 1 << 20));
     let actor = node
         .sessions
-        .spawn(outbox.clone(), TransportKind::WebSocket, None, tracing::Span::none(), None)
+        .spawn(outbox.clone(), TransportKind::WebSocket, None, tracing::Span::none(), None, Default::default())
         .await
         .expect("a session starts");
     (outbox, actor)
@@ -123,7 +123,10 @@ async fn shutdown_closes_every_session_with_3001_and_waits_for_them() {
     assert_eq!(idle.await.ok(), Some(codes::SHUTDOWN));
     let late = Arc::new(Outbox::for_client(Encoding::Json, 1024));
     assert!(
-        node.sessions.spawn(late, TransportKind::Sse, None, tracing::Span::none(), None).await.is_err(),
+        node.sessions
+            .spawn(late, TransportKind::Sse, None, tracing::Span::none(), None, Default::default())
+            .await
+            .is_err(),
         "no new session while stopping"
     );
 }

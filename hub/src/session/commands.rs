@@ -56,7 +56,7 @@ impl Session {
         } else if let Some(request) = command.unsubscribe {
             self.unsubscribe(request).await
         } else if let Some(request) = command.publish {
-            self.publish(request).await
+            self.publish(id, request).await
         } else if let Some(request) = command.presence {
             self.presence(request).await
         } else if let Some(request) = command.presence_stats {
@@ -104,15 +104,10 @@ impl Session {
     /// backend's data, its error, or its disconnect; a backend with no usable
     /// answer is error 100 marked temporary. `None` when the client was closed.
     async fn rpc(&mut self, id: u32, request: proto::RpcRequest) -> Option<Handled> {
-        use crate::proxy::{Caller, RpcOutcome};
+        use crate::proxy::RpcOutcome;
         let client = self.client_id();
-        let caller = Caller {
-            client: &client,
-            user: &self.user,
-            transport: self.transport.label(),
-            protobuf: self.outbox.encoding() == protocol::Encoding::Protobuf,
-        };
-        let outcome = self.ctx.proxies.clone().rpc(caller, &request.method, &request.data).await?;
+        let proxies = self.ctx.proxies.clone();
+        let outcome = proxies.rpc(self.caller(&client), &request.method, &request.data).await?;
         match outcome {
             Ok(RpcOutcome::Result(data)) => {
                 Some(Ok(Some(Reply { rpc: Some(proto::RpcResult { data }), ..Default::default() })))
@@ -123,16 +118,79 @@ impl Session {
                 Some(Ok(None))
             }
             Ok(RpcOutcome::Disconnect(code, reason)) => {
-                // 4000..=4999, checked by the proxy.
-                let code = u16::try_from(code).unwrap_or(4000);
-                self.disconnect(protocol::codes::DisconnectCode {
-                    code,
-                    reason: crate::proxy::disconnect_reason(&reason),
-                });
+                self.backend_disconnect(code, &reason);
                 None
             }
             Err(_) => Some(Err(codes::INTERNAL.temporary())),
         }
+    }
+
+    /// What the proxies are told of this connection.
+    fn caller<'a>(&'a self, client: &'a str) -> crate::proxy::Caller<'a> {
+        crate::proxy::Caller {
+            client,
+            user: &self.user,
+            transport: self.transport.label(),
+            protobuf: self.outbox.encoding() == protocol::Encoding::Protobuf,
+            headers: &self.headers,
+            meta: self.meta.as_deref(),
+        }
+    }
+
+    /// Asks the subscribe proxy (`subscribe_proxy = true`): its decision, or
+    /// `None` when the client got its answer already (the backend's error, 100
+    /// temporary when the backend gave no usable answer, or a close).
+    async fn subscribe_proxy(
+        &mut self,
+        id: u32,
+        channel: &Channel,
+        data: &[u8],
+    ) -> Option<crate::proxy::SubscribeReply> {
+        let client = self.client_id();
+        let proxies = self.ctx.proxies.clone();
+        let outcome = proxies.subscribe(self.caller(&client), channel.as_str(), data).await;
+        self.proxy_outcome(id, outcome)
+    }
+
+    /// Asks the publish proxy (`publish_proxy = true`): `Some(Some(data))`
+    /// when the backend changed the data, `Some(None)` when it kept it, `None`
+    /// when the client got its answer already (as for the subscribe proxy).
+    async fn publish_proxy(&mut self, id: u32, channel: &Channel, data: &[u8]) -> Option<Option<bytes::Bytes>> {
+        let client = self.client_id();
+        let proxies = self.ctx.proxies.clone();
+        let outcome = proxies.publish(self.caller(&client), channel.as_str(), data).await;
+        self.proxy_outcome(id, outcome).map(|reply| reply.data)
+    }
+
+    /// A proxy's answer: its result, or `None` once the client was answered
+    /// (the backend's error as the reply to command `id`; 100 temporary when
+    /// the backend gave no usable answer; 108 with no endpoint, which the
+    /// config check rules out) or closed (the backend's disconnect).
+    fn proxy_outcome<T>(
+        &mut self,
+        id: u32,
+        outcome: Option<Result<crate::proxy::Outcome<T>, crate::proxy::ProxyError>>,
+    ) -> Option<T> {
+        use crate::proxy::Outcome;
+        let error = match outcome {
+            Some(Ok(Outcome::Result(result))) => return Some(result),
+            Some(Ok(Outcome::Disconnect(code, reason))) => {
+                self.backend_disconnect(code, &reason);
+                return None;
+            }
+            Some(Ok(Outcome::Error(code, message, temporary))) => proto::Error { code, message, temporary },
+            Some(Err(_)) => codes::INTERNAL.temporary().to_proto(),
+            None => codes::NOT_AVAILABLE.to_proto(),
+        };
+        self.send(&Reply { id, error: Some(error), ..Default::default() });
+        None
+    }
+
+    /// Closes the client as the backend said (a code in 4000..=4999, checked
+    /// by the proxy).
+    fn backend_disconnect(&mut self, code: u32, reason: &str) {
+        let code = u16::try_from(code).unwrap_or(4000);
+        self.disconnect(protocol::codes::DisconnectCode { code, reason: crate::proxy::disconnect_reason(reason) });
     }
 
     /// `client_command_rate`: takes a token for a command of a connected
@@ -170,6 +228,10 @@ impl Session {
             return self.disconnect(codes::BAD_REQUEST_DISCONNECT);
         }
         let ctx = self.ctx.clone();
+        // Made now: the connect proxy is told the id the connection will have.
+        let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        // The connect proxy's `data`, for the client's connect reply.
+        let mut connect_data = bytes::Bytes::new();
         let (user, expires_at, info, channels) = if !request.token.is_empty() {
             match ctx.verifier.verify_connect(&request.token).await {
                 Ok(claims) => (claims.user, claims.expires_at, claims.info.unwrap_or_default(), claims.channels),
@@ -186,6 +248,14 @@ impl Session {
                     tracing::info!(%reason, "connect refused: invalid token");
                     return self.disconnect(codes::INVALID_TOKEN);
                 }
+            }
+        } else if ctx.proxies.has_connect() {
+            match self.connect_proxy(id, &client, &request).await {
+                Some((decided, data)) => {
+                    connect_data = data;
+                    decided
+                }
+                None => return,
             }
         } else if ctx.config.allow_anonymous {
             (String::new(), None, bytes::Bytes::new(), Vec::new())
@@ -205,7 +275,6 @@ impl Session {
             ctx.metrics.limit_refused(Refusal::Channels);
             return self.disconnect(codes::CHANNEL_LIMIT);
         }
-        let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         let user: Arc<str> = Arc::from(user);
         let registered = ctx.registry.try_register(
             client.clone(),
@@ -236,6 +305,7 @@ impl Session {
             pong: self.transport != super::TransportKind::UniSse,
             node: ctx.name().to_string(),
             session: self.emulation_id.as_deref().unwrap_or_default().to_string(),
+            data: connect_data,
             ..Default::default()
         };
         // Server-side subscriptions made at connect (the personal channel, the
@@ -329,6 +399,46 @@ impl Session {
         }
     }
 
+    /// A connect without a token, decided by the connect proxy: (user,
+    /// expiry, conn_info, server-side channels) and the data for the reply.
+    /// `None` when the client got its answer already (an error reply or a
+    /// close). The backend's `meta` is kept for the connection's later calls.
+    #[allow(clippy::type_complexity)]
+    async fn connect_proxy(
+        &mut self,
+        id: u32,
+        client: &str,
+        request: &proto::ConnectRequest,
+    ) -> Option<((String, Option<u64>, bytes::Bytes, Vec<String>), bytes::Bytes)> {
+        use crate::proxy::Outcome;
+        let proxies = self.ctx.proxies.clone();
+        let outcome = proxies.connect(self.caller(client), request).await?;
+        match outcome {
+            Ok(Outcome::Result(reply)) => {
+                // As Centrifugo: an empty user is an anonymous connection the
+                // backend allowed (`allow_anonymous` is not asked).
+                self.meta = reply.meta;
+                let channels = reply.channels.into_iter().map(|(name, _)| name).collect();
+                Some(((reply.user, reply.expires_at, reply.info, channels), reply.data))
+            }
+            Ok(Outcome::Error(code, message, temporary)) => {
+                tracing::info!(code, "connect refused by the connect proxy");
+                let error = proto::Error { code, message, temporary };
+                self.send(&Reply { id, error: Some(error), ..Default::default() });
+                None
+            }
+            Ok(Outcome::Disconnect(code, reason)) => {
+                tracing::info!(code, "connect closed by the connect proxy");
+                self.backend_disconnect(code, &reason);
+                None
+            }
+            Err(_) => {
+                self.send(&Reply { id, error: Some(codes::INTERNAL.temporary().to_proto()), ..Default::default() });
+                None
+            }
+        }
+    }
+
     fn subscriber(&self, chan_info: bytes::Bytes, filter: Option<Arc<TagsFilter>>) -> Subscriber {
         Subscriber {
             filter,
@@ -353,6 +463,7 @@ impl Session {
         }
         let mut expires_at = None;
         let mut chan_info = bytes::Bytes::new();
+        let mut proxy_data = bytes::Bytes::new();
         if !request.token.is_empty() {
             match ctx.verifier.verify_subscribe(&request.token).await {
                 Ok(claims) => {
@@ -375,6 +486,11 @@ impl Session {
                     return Err(codes::PERMISSION_DENIED);
                 }
             }
+        } else if options.subscribe_proxy {
+            let Some(decided) = self.subscribe_proxy(id, &channel, &request.data).await else { return Ok(None) };
+            expires_at = decided.expires_at;
+            chan_info = decided.info;
+            proxy_data = decided.data;
         } else if !channel.client_may_subscribe(options, &self.user) {
             return Err(codes::PERMISSION_DENIED);
         }
@@ -401,6 +517,7 @@ impl Session {
             recoverable,
             reject_unrecovered: request.flag & subscribe_flags::REJECT_UNRECOVERED != 0,
             ttl,
+            data: proxy_data,
             reply: ReplyTarget::Reply(id),
         };
         // Counted before the call: the topic queues the client's reply itself,
@@ -453,6 +570,7 @@ impl Session {
             recoverable,
             reject_unrecovered: false,
             ttl: None,
+            data: bytes::Bytes::new(),
             reply,
         };
         ctx.metrics.subscriptions.inc();
@@ -510,10 +628,18 @@ impl Session {
         Ok(Some(Reply { unsubscribe: Some(proto::UnsubscribeResult {}), ..Default::default() }))
     }
 
-    async fn publish(&mut self, request: proto::PublishRequest) -> Handled {
+    async fn publish(&mut self, id: u32, request: proto::PublishRequest) -> Handled {
         let ctx = self.ctx.clone();
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
-        if !options.allow_publish {
+        let mut data = request.data;
+        if options.publish_proxy {
+            // The backend's data is bounded like a client's (the engine checks).
+            match self.publish_proxy(id, &channel, &data).await {
+                Some(Some(changed)) => data = changed,
+                Some(None) => {}
+                None => return Ok(None),
+            }
+        } else if !options.allow_publish {
             return Err(codes::PERMISSION_DENIED);
         }
         // 0 bytes of data are a publication too (Centrifugo accepts them since 6.5.2).
@@ -523,7 +649,7 @@ impl Session {
             conn_info: self.conn_info.clone(),
             chan_info: self.subs.get(&channel).map(|s| s.chan_info.clone()).unwrap_or_default(),
         };
-        let args = PublishArgs { data: request.data, info: Some(info), ..Default::default() };
+        let args = PublishArgs { data, info: Some(info), ..Default::default() };
         ctx.engine.publish_to(&channel, options, args).await?;
         Ok(Some(Reply { publish: Some(proto::PublishResult {}), ..Default::default() }))
     }

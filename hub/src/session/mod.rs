@@ -152,6 +152,9 @@ pub struct SessionArgs {
     pub span: tracing::Span,
     /// The client's address (`crate::quota::client_ip`), for the per-address limit.
     pub ip: Option<std::net::IpAddr>,
+    /// The headers of the client's HTTP request that the proxies forward
+    /// (`crate::proxy::Proxies::forwarded`).
+    pub headers: Arc<[(String, String)]>,
 }
 
 /// One subscription of the session.
@@ -181,6 +184,10 @@ pub struct Session {
     closed: bool,
     /// The client's address, for `client_ip_connection_limit`.
     ip: Option<std::net::IpAddr>,
+    /// Forwarded to the backend with every proxy call.
+    headers: Arc<[(String, String)]>,
+    /// The connection's `meta` from the connect proxy, sent with its later proxy calls.
+    meta: Option<Box<serde_json::value::RawValue>>,
     /// `client_command_rate`: `None` when off.
     command_bucket: Option<crate::quota::TokenBucket>,
     /// Commands refused by the bucket since the last one it let through.
@@ -220,6 +227,8 @@ impl Actor for SessionActor {
             pong_pending: false,
             closed: false,
             ip: args.ip,
+            headers: args.headers,
+            meta: None,
             command_bucket,
             refused_in_row: 0,
             _alive: args.alive,

@@ -356,6 +356,7 @@ impl SessionContext {
         emulation: Option<(Arc<str>, Arc<Inflight>)>,
         span: tracing::Span,
         ip: Option<IpAddr>,
+        headers: Arc<[(String, String)]>,
     ) -> anyhow::Result<ActorRef<SessionMsg>> {
         let registry = &self.registry;
         let Some(alive) = registry.alive.lock().clone() else { anyhow::bail!("node is shutting down") };
@@ -364,7 +365,16 @@ impl SessionContext {
         }
         let encoding = outbox.encoding();
         let emulation_id = emulation.as_ref().map(|(id, _)| id.clone());
-        let args = SessionArgs { ctx: self.clone(), outbox: outbox.clone(), transport, emulation_id, alive, span, ip };
+        let args = SessionArgs {
+            ctx: self.clone(),
+            outbox: outbox.clone(),
+            transport,
+            emulation_id,
+            alive,
+            span,
+            ip,
+            headers,
+        };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.supervisor.get_cell()).await?;
         self.metrics.session_started(transport.index());
         registry.live.insert(actor.get_id(), outbox);

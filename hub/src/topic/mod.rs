@@ -141,6 +141,8 @@ pub struct SubscribeArgs {
     pub reject_unrecovered: bool,
     /// Token expiry to report (`expires`, `ttl` seconds).
     pub ttl: Option<u32>,
+    /// The subscribe result's `data` (from the subscribe proxy).
+    pub data: Bytes,
     pub reply: ReplyTarget,
 }
 
@@ -505,7 +507,7 @@ fn subscribe(
         offset,
         positioned: recoverable,
         was_recovering,
-        ..Default::default()
+        data: args.data.clone(),
     };
     let mut returned = None;
     let queued = match args.reply {

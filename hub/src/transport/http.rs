@@ -94,8 +94,8 @@ pub async fn sse_get(
 ) -> Result<HttpResponse, HttpTransportError> {
     let connect =
         query.cf_connect.as_deref().ok_or_else(|| HttpTransportError::BadRequest("cf_connect is required".into()))?;
-    let ip = client_ip(&ctx, &req);
-    start(ctx.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse, ip).await
+    let peer = (client_ip(&ctx, &req), super::forwarded_headers(&ctx, req.headers()));
+    start(ctx.get_ref().clone(), connect.as_bytes(), Framing::EventStream, TransportKind::Sse, peer).await
 }
 
 /// `POST /connection/sse` (the connect command as body).
@@ -104,8 +104,8 @@ pub async fn sse_post(
     body: Bytes,
     ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
-    let ip = client_ip(&ctx, &req);
-    start(ctx.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse, ip).await
+    let peer = (client_ip(&ctx, &req), super::forwarded_headers(&ctx, req.headers()));
+    start(ctx.get_ref().clone(), &body, Framing::EventStream, TransportKind::Sse, peer).await
 }
 
 /// `POST /connection/http_stream`.
@@ -115,8 +115,8 @@ pub async fn http_stream(
     ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, HttpTransportError> {
     let framing = if is_protobuf(&req) { Framing::Protobuf } else { Framing::JsonLines };
-    let ip = client_ip(&ctx, &req);
-    start(ctx.get_ref().clone(), &body, framing, TransportKind::HttpStream, ip).await
+    let peer = (client_ip(&ctx, &req), super::forwarded_headers(&ctx, req.headers()));
+    start(ctx.get_ref().clone(), &body, framing, TransportKind::HttpStream, peer).await
 }
 
 fn is_protobuf(req: &HttpRequest) -> bool {
@@ -131,7 +131,7 @@ async fn start(
     connect: &[u8],
     framing: Framing,
     kind: TransportKind,
-    ip: Option<std::net::IpAddr>,
+    (ip, headers): (Option<std::net::IpAddr>, std::sync::Arc<[(String, String)]>),
 ) -> Result<HttpResponse, HttpTransportError> {
     if ctx.is_shutting_down() {
         return Err(HttpTransportError::Unavailable);
@@ -146,7 +146,7 @@ async fn start(
     let inflight = Arc::new(Inflight::default());
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let session = ctx
-        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())), connection_span(kind), ip)
+        .spawn(outbox.clone(), kind, Some((session_id, inflight.clone())), connection_span(kind), ip, headers)
         .await
         .map_err(|_| HttpTransportError::Unavailable)?;
     let _ = session.cast(SessionMsg::Commands(commands, Some(inflight.start())));

@@ -18,3 +18,17 @@ pub use crate::session::Inflight;
 fn client_ip(ctx: &crate::session::SessionContext, req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
     crate::quota::client_ip(req.headers(), req.peer_addr(), ctx.config.client_ip_header.as_deref())
 }
+
+/// The headers of a client's HTTP request that the proxies forward
+/// (`[proxy.*] http_headers`); empty, without allocating, when none is configured.
+fn forwarded_headers(
+    ctx: &crate::session::SessionContext,
+    headers: &actix_web::http::header::HeaderMap,
+) -> std::sync::Arc<[(String, String)]> {
+    ctx.proxies.forwarded(|name| {
+        let values: Vec<&str> = headers.get_all(name).filter_map(|value| value.to_str().ok()).collect();
+        // Repeated headers joined as HTTP allows (RFC 9110 §5.3); cookies with "; " (RFC 6265 §5.4).
+        let separator = if name == "cookie" { "; " } else { ", " };
+        (!values.is_empty()).then(|| values.join(separator))
+    })
+}

@@ -120,6 +120,7 @@ pub async fn handler(
             None,
             connection_span(TransportKind::UniSse),
             client_ip(&ctx, &req),
+            super::forwarded_headers(&ctx, req.headers()),
         )
         .await
         .map_err(|_| HttpTransportError::Unavailable)?;

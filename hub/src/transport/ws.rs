@@ -121,7 +121,8 @@ async fn upgrade(
     let outbox = Arc::new(Outbox::for_client(encoding, ctx.config.client_outbox_bytes));
     let span = connection_span(TransportKind::WebSocket);
     let ip = crate::quota::client_ip(request.headers(), request.peer_addr(), ctx.config.client_ip_header.as_deref());
-    let session = match ctx.spawn(outbox.clone(), TransportKind::WebSocket, None, span.clone(), ip).await {
+    let headers = super::forwarded_headers(&ctx, request.headers());
+    let session = match ctx.spawn(outbox.clone(), TransportKind::WebSocket, None, span.clone(), ip, headers).await {
         Ok(session) => session,
         Err(error) => {
             span.in_scope(|| tracing::debug!(%error, "no session for a WebSocket"));

@@ -50,6 +50,7 @@ mod openapi;
 mod ordering;
 mod otel;
 mod protocol_tests;
+mod proxies;
 mod proxy;
 mod quota;
 mod readiness;

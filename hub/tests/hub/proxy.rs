@@ -93,7 +93,12 @@ fn config_for(endpoint: String) -> hub::config::Config {
     hub::config::Config {
         prometheus: true,
         proxy: hub::config::ProxyConfig {
-            rpc: Some(hub::config::ProxyEndpoint { endpoint, timeout: Duration::from_millis(500) }),
+            rpc: Some(hub::config::ProxyEndpoint {
+                endpoint,
+                timeout: Duration::from_millis(500),
+                http_headers: Vec::new(),
+            }),
+            ..Default::default()
         },
         ..test_config()
     }
