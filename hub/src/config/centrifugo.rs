@@ -316,8 +316,7 @@ impl<'a> Mapper<'a> {
     pub(super) fn table<'v>(&mut self, key: &str, value: &'v Json) -> Option<&'v Map<String, Json>> {
         let table = value.as_object();
         if table.is_none() {
-            let what = if key.is_empty() { "the file" } else { "must be" };
-            self.bad(if key.is_empty() { "." } else { key }, format!("{what} a table (object) of keys"));
+            self.bad(if key.is_empty() { "." } else { key }, "must be a table (object) of keys");
         }
         table
     }
@@ -486,3 +485,7 @@ pub(super) fn go_duration(text: &str) -> Option<Duration> {
     // Go's limit: about 292 years in nanoseconds.
     (total.is_finite() && total <= i64::MAX as f64).then(|| Duration::from_nanos(total.round() as u64))
 }
+
+#[cfg(test)]
+#[path = "centrifugo_tests.rs"]
+mod tests;

@@ -131,6 +131,8 @@ fn namespaces(m: &mut Mapper, key: &str, value: &Json) {
             continue;
         }
         seen.push(name);
+        // The namespace exists even when it sets no option.
+        m.set(&["namespaces", name], Json::Object(Map::new()));
         options(m, &label, item, &["namespaces", name]);
     }
 }
