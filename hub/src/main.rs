@@ -66,7 +66,7 @@ async fn serve(config: Config, warnings: &[ConfigWarning]) -> ExitCode {
         env!("CARGO_PKG_VERSION")
     );
     for warning in warnings {
-        tracing::warn!(file = %warning.origin, key = %warning.setting, "Centrifugo config: {}", warning.reason);
+        tracing::warn!("Centrifugo config: {warning}");
     }
     if config.api_key.is_none() {
         tracing::warn!("no api_key configured: the server API refuses every request with 401");
