@@ -225,11 +225,9 @@ fn client(m: &mut Mapper, key: &str, value: &Json) {
             }
         }
         "token" => token(m, key, value),
-        "subscription_token" => {
-            if value.get("enabled").and_then(Json::as_bool) == Some(true) {
-                let reason = "not supported: the hub verifies subscription tokens with the keys of client.token";
-                m.refuse(key, &Json::Null, reason);
-            }
+        "subscription_token" if value.get("enabled").and_then(Json::as_bool) == Some(true) => {
+            let reason = "not supported: the hub verifies subscription tokens with the keys of client.token";
+            m.refuse(key, &Json::Null, reason);
         }
         "allow_anonymous_connect_without_token" => m.set_bool(&["allow_anonymous"], key, value),
         "ping_interval" => m.set_duration(&["ping_interval"], key, value),
@@ -242,21 +240,17 @@ fn client(m: &mut Mapper, key: &str, value: &Json) {
         "connection_limit" => m.set_uint(&["client_connection_limit"], key, value),
         "user_connection_limit" => m.set_uint(&["client_user_connection_limit"], key, value),
         "recovery_max_publication_limit" => m.set_uint(&["client_recovery_max_publication_limit"], key, value),
-        "history_max_publication_limit" => {
-            if m.uint(key, value).is_some_and(|n| n != 300) {
-                m.warn(key, value, "not supported: a history call returns up to the namespace's history_size");
-            }
+        "history_max_publication_limit" if m.uint(key, value).is_some_and(|n| n != 300) => {
+            m.warn(key, value, "not supported: a history call returns up to the namespace's history_size");
         }
-        "insecure" => {
-            if m.boolean(key, value) == Some(true) {
-                m.insecure = true;
-                m.warn(
-                    key,
-                    value,
-                    "partly supported: mapped to allow_anonymous, and allow_subscribe and allow_publish \
-                     in [channel] and every namespace (the hub has no insecure mode)",
-                );
-            }
+        "insecure" if m.boolean(key, value) == Some(true) => {
+            m.insecure = true;
+            m.warn(
+                key,
+                value,
+                "partly supported: mapped to allow_anonymous, and allow_subscribe and allow_publish \
+                 in [channel] and every namespace (the hub has no insecure mode)",
+            );
         }
         "subscribe_to_user_personal_channel" => {
             let rules = [("enabled", MAP), ("personal_channel_namespace", MAP), ("single_connection", MAP)];
@@ -320,10 +314,8 @@ fn http_api(m: &mut Mapper, key: &str, value: &Json) {
     ];
     let disabled = value.get("disabled").and_then(Json::as_bool) == Some(true);
     m.walk(key, value, &rules, |m, name, key, value| match name {
-        "disabled" => {
-            if m.boolean(key, value) == Some(true) {
-                m.warn(key, value, "partly supported: no api_key is set, so /api answers every request with 401");
-            }
+        "disabled" if m.boolean(key, value) == Some(true) => {
+            m.warn(key, value, "partly supported: no api_key is set, so /api answers every request with 401");
         }
         "key" if !disabled => m.set_string(&["api_key"], key, value),
         "handler_prefix" => prefix(m, key, value, "/api"),
