@@ -362,24 +362,6 @@ pub enum ConfigError {
     Many(Vec<ConfigError>),
 }
 
-/// A Centrifugo key the hub supports only partly or not at all, in a file it still
-/// accepts: `file: key = value: reason`, one line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigWarning {
-    /// The file.
-    pub origin: String,
-    /// The Centrifugo key path, with ` = value` when the value is a scalar.
-    pub setting: String,
-    /// What the hub does instead.
-    pub reason: String,
-}
-
-impl std::fmt::Display for ConfigWarning {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.setting, self.reason)
-    }
-}
-
 impl ConfigError {
     fn from_list(mut errors: Vec<ConfigError>) -> ConfigError {
         match errors.len() {
@@ -595,6 +577,7 @@ fn channel_problems(prefix: &str, options: &ChannelOptions, out: &mut Vec<(Strin
 
 #[path = "config/centrifugo.rs"]
 mod centrifugo;
+pub use centrifugo::ConfigWarning;
 #[path = "config/sources.rs"]
 mod sources;
 use sources::{convert, dev_preset, env_layer, flags_layer, origin, otel_env_layer};

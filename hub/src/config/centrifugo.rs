@@ -35,7 +35,7 @@ use figment::{Metadata, Source};
 use serde_json::{Map, Value as Json};
 
 use super::sources::{Layer, TOP_LEVEL_KEYS};
-use super::{ConfigError, ConfigWarning};
+use super::ConfigError;
 
 #[path = "centrifugo_channels.rs"]
 mod channels;
@@ -96,6 +96,24 @@ const CENTRIFUGO_CHANNEL_KEYS: &[&str] = &[
     "user_boundary",
     "user_separator",
 ];
+
+/// A Centrifugo key the hub supports only partly or not at all, in a file it still
+/// accepts: `file: key = value: reason`, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The file.
+    pub origin: String,
+    /// The Centrifugo key path, with ` = value` when the value is a scalar.
+    pub setting: String,
+    /// What the hub does instead.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.origin, self.setting, self.reason)
+    }
+}
 
 /// What `--config FILE` holds.
 pub(super) enum FileFormat {
