@@ -2,7 +2,7 @@
 //! TOML) and the walk that maps each Centrifugo key onto the hub's own keys.
 //!
 //! **Detection** ([`detect`]): a `.json`, `.yaml` or `.yml` file is always a Centrifugo
-//! file (the hub's own format is TOML only). A TOML file is a Centrifugo file when one of
+//! file (the hub's own format is TOML only), and so is a JSON object under any other name. A TOML file is a Centrifugo file when one of
 //! its top-level keys is Centrifugo's and not the hub's (`client`, `http_api`, `log`,
 //! `engine`, ...), when its `channel` table holds one of Centrifugo's channel keys
 //! (`without_namespace`, `namespaces`, `max_length`, ...), or when `prometheus` is a table.
@@ -139,8 +139,14 @@ pub(super) fn detect(path: &Path, text: &str) -> Result<FileFormat, ConfigError>
             Ok(FileFormat::Centrifugo(value.unwrap_or_else(|| Json::Object(Map::new()))))
         }
         _ => {
-            // Not TOML at all: figment reports the syntax error as it always did.
             let Ok(value) = toml::from_str::<Json>(text) else {
+                // A JSON object under another name (`--config centrifugo.conf`).
+                if text.trim_start().starts_with('{') {
+                    if let Ok(value) = serde_json::from_str::<Json>(text) {
+                        return Ok(FileFormat::Centrifugo(value));
+                    }
+                }
+                // Not TOML at all: figment reports the syntax error as it always did.
                 return Ok(FileFormat::Hub);
             };
             let Json::Object(top) = &value else {
@@ -317,7 +323,7 @@ impl<'a> Mapper<'a> {
                     }
                 }
                 Some(Rule::Feature(reason)) => {
-                    if value.get("enabled").and_then(Json::as_bool) == Some(true) {
+                    if self.table(&key, value).is_some() && value.get("enabled").and_then(Json::as_bool) == Some(true) {
                         self.warn(&key, &Json::Null, reason);
                     }
                 }

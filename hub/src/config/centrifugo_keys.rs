@@ -109,6 +109,7 @@ fn log(m: &mut Mapper, _: &str, key: &str, value: &Json) {
     let Some(level) = m.string(key, value) else {
         return;
     };
+    let level = level.to_ascii_lowercase();
     let filter = match level.as_str() {
         "" => return,
         "trace" | "debug" | "info" | "warn" | "error" => level.clone(),

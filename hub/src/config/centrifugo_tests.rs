@@ -352,6 +352,10 @@ fn unknown_keys_and_bad_values_are_errors_naming_the_key() {
          config error in FILE: key \"channel.namespaces[2].name\": every namespace needs a name"
     );
     assert_eq!(error("json", "[1]"), "config error in FILE: key \".\": must be a table (object) of keys");
+    assert_eq!(
+        error("json", r#"{"admin": true}"#),
+        "config error in FILE: key \"admin\": must be a table (object) of keys"
+    );
     assert!(error("json", "{").starts_with("config error in FILE: not valid JSON: "));
     assert!(error("yaml", "a: [").starts_with("config error in FILE: not valid YAML: "));
 }
@@ -394,6 +398,9 @@ fn detection_recognises_centrifugo_toml_by_its_keys() {
     assert!(config.prometheus);
     let (config, _) = load("conf", "[client.token]\nhmac_secret_key = \"s\"\n");
     assert_eq!(config.token.hmac_secret.as_deref(), Some("s"));
+    // JSON under another name is Centrifugo's too.
+    let (config, _) = load("conf", r#"{"log": {"level": "WARN"}}"#);
+    assert_eq!(config.log_level, "warn");
     assert_eq!(
         error("toml", "listen = \"127.0.0.1:9\"\n[client]\ninsecure = true\n"),
         "config error in FILE: mixes a Centrifugo key (client) with a hub key (listen): write either a Centrifugo \
