@@ -12,7 +12,8 @@ use hub::config::ConfigArgs;
 /// A real-time messaging hub speaking the Centrifugo client protocol v2.
 ///
 /// Without a subcommand it serves until SIGINT or SIGTERM. Configuration comes from the
-/// built-in defaults, the --dev preset, the --config TOML file, HUB_* environment
+/// built-in defaults, the --dev preset, the --config file (the hub's TOML, or a Centrifugo
+/// v6 config in JSON, YAML or TOML), HUB_* environment
 /// variables (nested keys joined with "__", e.g. HUB_TOKEN__HMAC_SECRET) and these flags,
 /// each overriding the one before.
 #[derive(Debug, Parser)]
@@ -32,7 +33,10 @@ pub enum Command {
     /// Print an HS256 connection token (or a subscription token with --channel) signed
     /// with the configured token.hmac_secret.
     Gentoken(GentokenArgs),
-    /// Validate the configuration and print the effective config as TOML.
+    /// Validate the configuration and print the effective config as TOML. With a
+    /// Centrifugo config file, first print to stderr one "warning:" line per Centrifugo
+    /// key the hub supports only partly or not at all: the TOML is the hub config to
+    /// migrate to.
     Checkconfig(CheckconfigArgs),
 }
 

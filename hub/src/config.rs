@@ -5,7 +5,10 @@
 //!
 //! 1. built-in defaults ([`Config::default`]);
 //! 2. the `--dev` preset, when `dev` is true in any later layer;
-//! 3. the TOML file given with `--config FILE` (or `HUB_CONFIG`);
+//! 3. the file given with `--config FILE` (or `HUB_CONFIG`): the hub's own TOML, or a
+//!    Centrifugo v6 config (JSON, YAML or TOML) mapped onto the hub's keys, with a
+//!    [`ConfigWarning`] for each Centrifugo key the hub supports only partly or not at all
+//!    (see `config/centrifugo.rs` for how a file is recognised and the error/warning rule);
 //! 4. the standard OpenTelemetry variables `OTEL_EXPORTER_OTLP_ENDPOINT` and
 //!    `OTEL_SERVICE_NAME` (keys `otel.endpoint`, `otel.service_name`);
 //! 5. environment variables `HUB_<KEY>`, nested keys joined with `__`
@@ -301,8 +304,9 @@ impl Default for Config {
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Configuration")]
 pub struct ConfigArgs {
-    /// TOML configuration file; its keys override the defaults and are overridden by
-    /// HUB_* environment variables and by flags.
+    /// Configuration file: the hub's TOML, or a Centrifugo v6 config (.json, .yaml/.yml or
+    /// .toml) mapped onto the hub's keys; its keys override the defaults and are
+    /// overridden by HUB_* environment variables and by flags.
     #[arg(long, short = 'c', value_name = "FILE", env = "HUB_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on [config: listen, default 127.0.0.1:8000].
@@ -385,11 +389,17 @@ impl Config {
 
     /// Loads the configuration from the defaults, the `--dev` preset, the file, the process
     /// environment and the flags, then validates it.
+    /// The warnings of a Centrifugo file are dropped: see [`Config::load_reporting`].
     pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        Config::load_reporting(args).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], and the warnings of a Centrifugo file (empty for the hub's own).
+    pub fn load_reporting(args: &ConfigArgs) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         // `std::env::vars` panics on non-Unicode variables; skip those instead.
         let env =
             std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
-        Config::load_from(args, env)
+        Config::load_reporting_from(args, env)
     }
 
     /// [`Config::load`] with an explicit environment (tests use it to avoid process env).
@@ -397,10 +407,26 @@ impl Config {
     where
         I: IntoIterator<Item = (String, String)>,
     {
+        Config::load_reporting_from(args, env).map(|(config, _)| config)
+    }
+
+    /// [`Config::load_reporting`] with an explicit environment.
+    pub fn load_reporting_from<I>(args: &ConfigArgs, env: I) -> Result<(Config, Vec<ConfigWarning>), ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut centrifugo = None;
         if let Some(path) = &args.config {
-            std::fs::read_to_string(path)
+            let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::Unreadable { path: path.clone(), reason: e.to_string() })?;
+            if let centrifugo::FileFormat::Centrifugo(document) = centrifugo::detect(path, &text)? {
+                centrifugo = Some(centrifugo::map(path, &document)?);
+            }
         }
+        let (file_layer, warnings) = match centrifugo {
+            Some(mapped) => (Some(mapped.layer), mapped.warnings),
+            None => (None, Vec::new()),
+        };
         let env: Vec<(String, String)> = env.into_iter().collect();
         let otel_env = otel_env_layer(&env);
         let env = env_layer(env);
@@ -410,8 +436,10 @@ impl Config {
             if dev {
                 figment = figment.merge(dev_preset());
             }
-            if let Some(path) = &args.config {
-                figment = figment.merge(Toml::file_exact(path));
+            match (&file_layer, &args.config) {
+                (Some(layer), _) => figment = figment.merge(layer.clone()),
+                (None, Some(path)) => figment = figment.merge(Toml::file_exact(path)),
+                (None, None) => {}
             }
             figment.merge(otel_env.clone()).merge(env.clone()).merge(flags.clone())
         };
@@ -423,7 +451,7 @@ impl Config {
         }
         let problems = config.problems();
         if problems.is_empty() {
-            return Ok(config);
+            return Ok((config, warnings));
         }
         let errors = problems
             .into_iter()
@@ -561,6 +589,9 @@ fn channel_problems(prefix: &str, options: &ChannelOptions, proxy: &ProxyConfig,
     }
 }
 
+#[path = "config/centrifugo.rs"]
+mod centrifugo;
+pub use centrifugo::ConfigWarning;
 #[path = "config/sources.rs"]
 mod sources;
 use sources::{convert, dev_preset, env_layer, flags_layer, origin, otel_env_layer};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Parser;
 use hub::auth::{self, ConnectClaims, SubscribeClaims};
-use hub::config::{Config, LogFormat};
+use hub::config::{Config, ConfigWarning, LogFormat};
 use hub::telemetry::{Telemetry, WithTraceIds};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
@@ -26,24 +26,24 @@ use crate::cli::{CheckconfigArgs, Cli, Command, GentokenArgs};
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
-        Ok(config) => config,
+    let (config, warnings) = match Config::load_reporting(&cli.config) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config, &warnings).await,
         Command::Gentoken(args) => gentoken(&config, &args),
-        Command::Checkconfig(args) => checkconfig(&config, &args),
+        Command::Checkconfig(args) => checkconfig(&config, &warnings, &args),
     }
 }
 
 /// How long shutdown waits for the OpenTelemetry exporter to flush.
 const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, warnings: &[ConfigWarning]) -> ExitCode {
     let telemetry = match Telemetry::start(&config.otel, &config.node_name) {
         Ok(telemetry) => telemetry,
         Err(e) => {
@@ -65,6 +65,9 @@ async fn serve(config: Config) -> ExitCode {
         "starting hub {}",
         env!("CARGO_PKG_VERSION")
     );
+    for warning in warnings {
+        tracing::warn!("Centrifugo config: {warning}");
+    }
     if config.api_key.is_none() {
         tracing::warn!("no api_key configured: the server API refuses every request with 401");
     }
@@ -155,7 +158,12 @@ fn gentoken(config: &Config, args: &GentokenArgs) -> ExitCode {
     }
 }
 
-fn checkconfig(config: &Config, args: &CheckconfigArgs) -> ExitCode {
+/// Prints the warnings of a Centrifugo file to stderr (`warning: file: key = value: reason`),
+/// then the effective config as TOML to stdout: the file to keep when migrating.
+fn checkconfig(config: &Config, warnings: &[ConfigWarning], args: &CheckconfigArgs) -> ExitCode {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
     let shown = if args.show_secrets { config.clone() } else { config.redacted() };
     match toml::to_string_pretty(&shown) {
         Ok(text) => {

@@ -149,6 +149,12 @@ pub(super) struct Layer {
     dict: Dict,
 }
 
+impl Layer {
+    pub(super) fn new(metadata: Metadata, dict: Dict) -> Layer {
+        Layer { metadata, dict }
+    }
+}
+
 impl Provider for Layer {
     fn metadata(&self) -> Metadata {
         self.metadata.clone()

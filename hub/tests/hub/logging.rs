@@ -112,11 +112,17 @@ impl HubProcess {
     /// [`HubProcess::start`] with more flags and environment variables (the
     /// `OTEL_*` ones of the process are removed first).
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> (HubProcess, SocketAddr) {
+        let defaults =
+            ["--allow-anonymous", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "hub=debug"];
+        let all: Vec<&str> = defaults.iter().chain(args).copied().collect();
+        HubProcess::start_exact(&all, env)
+    }
+
+    /// Starts the binary with exactly `args`, which must give JSON logs at
+    /// info or below (the listening line is read from them).
+    pub fn start_exact(args: &[&str], env: &[(&str, &str)]) -> (HubProcess, SocketAddr) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hub"));
-        command
-            .args(["--allow-anonymous", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "hub=debug"])
-            .args(args)
-            .env_remove("RUST_LOG");
+        command.args(args).env_remove("RUST_LOG");
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("OTEL_") {
                 command.env_remove(name);

@@ -12,7 +12,8 @@
 //!   retirement (`topics`), request ids and log spans (`logging`), readiness
 //!   (`readiness`), OpenTelemetry export and trace propagation (`otel`), the web
 //!   files compiled into the binary (`assets`), connection and command limits
-//!   (`quota`), tokens verified with keys from a JWKS endpoint (`jwks`).
+//!   (`quota`), tokens verified with keys from a JWKS endpoint (`jwks`), a
+//!   Centrifugo v6 config file served as is (`centrifugo_config`).
 //!
 //! Tests run on a multi-thread runtime: topic actors run on the runtime that
 //! starts the hub, sessions on the HTTP server's workers.
@@ -39,6 +40,7 @@ mod ws_client;
 
 mod api_live;
 mod assets;
+mod centrifugo_config;
 mod cors;
 mod heartbeat;
 mod http_transports;
