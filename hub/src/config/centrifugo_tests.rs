@@ -75,7 +75,11 @@ fn the_fixture_maps_onto_hub_keys() {
     assert_eq!(config.max_channel_length, 128);
     assert_eq!(
         config.proxy.rpc,
-        Some(ProxyEndpoint { endpoint: "http://127.0.0.1:3000/rpc".into(), timeout: Duration::from_secs(3) })
+        Some(ProxyEndpoint {
+            endpoint: "http://127.0.0.1:3000/rpc".into(),
+            timeout: Duration::from_secs(3),
+            http_headers: Vec::new(),
+        })
     );
     let without_namespace = ChannelOptions {
         presence: true,
@@ -95,6 +99,8 @@ fn the_fixture_maps_onto_hub_keys() {
         allow_publish: true,
         allow_tags_filter: true,
         allow_user_limited_channels: false,
+        subscribe_proxy: false,
+        publish_proxy: false,
     };
     assert_eq!(config.namespaces["chat"], chat);
     assert_eq!(config.namespaces["dialog"], ChannelOptions { allow_user_limited_channels: true, ..Default::default() });
@@ -272,7 +278,11 @@ fn rpc_proxy_from_rpc_proxy_or_a_named_one() {
     );
     assert_eq!(
         config.proxy.rpc,
-        Some(ProxyEndpoint { endpoint: "http://backend:3000/rpc".into(), timeout: Duration::from_secs(1) })
+        Some(ProxyEndpoint {
+            endpoint: "http://backend:3000/rpc".into(),
+            timeout: Duration::from_secs(1),
+            http_headers: Vec::new(),
+        })
     );
     assert_eq!(lines, ["rpc.namespaces: partly supported: every RPC method, namespaced or not, goes to [proxy.rpc]"]);
     // A proxy defined but used by no RPC namespace is not called, as in Centrifugo.
