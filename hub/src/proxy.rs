@@ -57,6 +57,12 @@ pub struct ProxyConfig {
     /// without a token needs `allow_anonymous`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect: Option<ProxyEndpoint>,
+    /// `[proxy.refresh]`: asked when a connection the connect proxy gave an
+    /// expiry reaches it (the hub refreshes it, not the client: its connect
+    /// reply says no expiry). Unset = such a connection is closed with 3005
+    /// at its expiry unless refreshed by the server API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<ProxyEndpoint>,
     /// `[proxy.subscribe]`: asked on a subscribe without a token to a channel
     /// of a namespace with `subscribe_proxy = true` (it decides instead of
     /// `allow_subscribe`).
@@ -97,9 +103,10 @@ fn default_timeout() -> Duration {
 }
 
 impl ProxyConfig {
-    fn endpoints(&self) -> [(&'static str, Option<&ProxyEndpoint>); 4] {
+    fn endpoints(&self) -> [(&'static str, Option<&ProxyEndpoint>); 5] {
         [
             ("connect", self.connect.as_ref()),
+            ("refresh", self.refresh.as_ref()),
             ("subscribe", self.subscribe.as_ref()),
             ("publish", self.publish.as_ref()),
             ("rpc", self.rpc.as_ref()),
@@ -187,6 +194,17 @@ pub struct ConnectReply {
     pub meta: Option<Box<RawValue>>,
 }
 
+/// What the refresh proxy decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RefreshReply {
+    /// Close the connection now (3005).
+    pub expired: bool,
+    /// The connection's new expiry (Unix seconds); `None`: never.
+    pub expires_at: Option<u64>,
+    /// The connection's new `conn_info`, when given.
+    pub info: Option<Bytes>,
+}
+
 /// What the subscribe proxy decided.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SubscribeReply {
@@ -256,6 +274,13 @@ struct ConnectBody<'a> {
     channels: &'a [String],
     #[serde(flatten)]
     payload: PayloadOut<'a>,
+}
+
+#[derive(Serialize)]
+struct RefreshBody<'a> {
+    user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
@@ -359,6 +384,18 @@ struct ConnectResultIn {
 }
 
 #[derive(Deserialize)]
+struct RefreshResultIn {
+    #[serde(default)]
+    expired: bool,
+    #[serde(default)]
+    expire_at: i64,
+    #[serde(default)]
+    info: Option<Box<RawValue>>,
+    #[serde(default)]
+    b64info: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct SubscribeResultIn {
     #[serde(default)]
     expire_at: i64,
@@ -414,6 +451,29 @@ impl Proxies {
     /// Whether a connect proxy is configured.
     pub fn has_connect(&self) -> bool {
         self.config.connect.is_some()
+    }
+
+    /// Whether a refresh proxy is configured.
+    pub fn has_refresh(&self) -> bool {
+        self.config.refresh.is_some()
+    }
+
+    /// Asks the refresh proxy about a connection at its expiry. `None` when
+    /// no refresh proxy is set.
+    pub async fn refresh(&self, caller: Caller<'_>) -> Option<Result<Outcome<RefreshReply>, ProxyError>> {
+        let endpoint = self.config.refresh.as_ref()?;
+        let body = RefreshBody { user: caller.user, meta: caller.meta };
+        let started = Instant::now();
+        let outcome = self.post(endpoint, &caller, body).await.and_then(|bytes| {
+            read_outcome::<RefreshResultIn, _>(&bytes, |result| {
+                Ok(RefreshReply {
+                    expired: result.expired,
+                    expires_at: expiry(result.expire_at)?,
+                    info: payload_in(result.info, result.b64info, "info")?,
+                })
+            })
+        });
+        Some(self.finish("refresh", started, outcome))
     }
 
     /// The headers of a client's HTTP request that some endpoint forwards

@@ -77,6 +77,7 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "otel.endpoint",
     "otel.service_name",
     "proxy.connect.endpoint",
+    "proxy.refresh.endpoint",
     "proxy.subscribe.endpoint",
     "proxy.publish.endpoint",
     "proxy.rpc.endpoint",

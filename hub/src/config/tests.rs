@@ -364,6 +364,7 @@ fn top_level_and_string_keys_match_the_struct() {
             };
             super::ProxyConfig {
                 connect: endpoint("connect"),
+                refresh: endpoint("refresh"),
                 subscribe: endpoint("subscribe"),
                 publish: endpoint("publish"),
                 rpc: endpoint("rpc"),

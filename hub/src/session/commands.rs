@@ -126,7 +126,7 @@ impl Session {
     }
 
     /// What the proxies are told of this connection.
-    fn caller<'a>(&'a self, client: &'a str) -> crate::proxy::Caller<'a> {
+    pub(super) fn caller<'a>(&'a self, client: &'a str) -> crate::proxy::Caller<'a> {
         crate::proxy::Caller {
             client,
             user: &self.user,
@@ -232,6 +232,9 @@ impl Session {
         let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         // The connect proxy's `data`, for the client's connect reply.
         let mut connect_data = bytes::Bytes::new();
+        // The refresh proxy, not the client, renews a connection the connect
+        // proxy admitted (Centrifugo's server-side refresh): no expiry is announced.
+        let mut refreshed_by_proxy = false;
         let (user, expires_at, info, channels) = if !request.token.is_empty() {
             match ctx.verifier.verify_connect(&request.token).await {
                 Ok(claims) => (claims.user, claims.expires_at, claims.info.unwrap_or_default(), claims.channels),
@@ -253,6 +256,7 @@ impl Session {
             match self.connect_proxy(id, &client, &request).await {
                 Some((decided, data)) => {
                     connect_data = data;
+                    refreshed_by_proxy = ctx.proxies.has_refresh();
                     decided
                 }
                 None => return,
@@ -295,7 +299,7 @@ impl Session {
         self.conn_info = info;
         self.expires_at = expires_at;
         let ping = ctx.config.ping_interval.as_secs_f64().ceil().max(1.0) as u32;
-        let ttl = expires_at.map(ttl_until);
+        let ttl = expires_at.filter(|_| !refreshed_by_proxy).map(ttl_until);
         let mut result = proto::ConnectResult {
             client: client.to_string(),
             version: crate::VERSION.to_string(),
@@ -372,8 +376,10 @@ impl Session {
         }
         tracing::debug!(%client, user = %self.user, transport = ?self.transport, "connected");
         self.schedule_ping(true);
-        if let Some(exp) = expires_at {
-            self.schedule_expiry(exp);
+        match expires_at {
+            Some(exp) if refreshed_by_proxy => self.schedule_proxy_refresh(exp, None),
+            Some(exp) => self.schedule_expiry(exp),
+            None => {}
         }
         if self.transport == super::TransportKind::UniSse {
             // A one-way client names its channels in `subs` (from the query);

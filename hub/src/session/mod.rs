@@ -76,6 +76,9 @@ pub enum SessionMsg {
     /// The subscription token whose `exp` this is may be past its grace; stale
     /// when the subscription was refreshed or ended since.
     SubExpiryDue(Channel, u64, Expiry),
+    /// A connection the connect proxy gave this expiry (Unix seconds) reached
+    /// it: ask the refresh proxy. Stale when the expiry changed since.
+    ProxyRefreshDue(u64),
 }
 
 /// What an expiry timer found when it fired.
@@ -299,6 +302,11 @@ impl SessionActor {
                     }
                 }
             }
+            SessionMsg::ProxyRefreshDue(exp) => {
+                if session.expires_at == Some(exp) {
+                    Box::pin(session.proxy_refresh(exp)).await;
+                }
+            }
             SessionMsg::SubExpiryDue(channel, exp, expiry) => {
                 if session.subs.get(&channel).and_then(|s| s.expires_at) == Some(exp) {
                     match expiry {
@@ -388,6 +396,51 @@ impl Session {
         self.myself.send_after(delay, move || SessionMsg::ExpiryDue(exp, expiry));
     }
 
+    /// The refresh proxy's turn (`[proxy.refresh]`, for connections the
+    /// connect proxy gave an expiry): at `exp`, or at once when past it.
+    fn schedule_proxy_refresh(&self, exp: u64, after: Option<Duration>) {
+        let delay = after.unwrap_or_else(|| time_left(exp, Duration::ZERO));
+        self.myself.send_after(delay.min(MAX_TIMER), move || SessionMsg::ProxyRefreshDue(exp));
+    }
+
+    /// Asks the refresh proxy: closed with 3005 when it says `expired`,
+    /// otherwise the new expiry (and `conn_info`, when given). A backend with no
+    /// usable answer is asked again in [`PROXY_REFRESH_RETRY`] until the grace
+    /// (`client_expired_close_delay`) after `exp` is over, then 3005.
+    async fn proxy_refresh(&mut self, exp: u64) {
+        use crate::proxy::Outcome;
+        let client = self.client_id();
+        let proxies = self.ctx.proxies.clone();
+        let Some(outcome) = proxies.refresh(self.caller(&client)).await else {
+            return self.disconnect(codes::EXPIRED_CONNECTION);
+        };
+        match outcome {
+            Ok(Outcome::Result(reply)) => {
+                if reply.expired || reply.expires_at.is_some_and(|at| at <= unix_now()) {
+                    return self.disconnect(codes::EXPIRED_CONNECTION);
+                }
+                if let Some(info) = reply.info {
+                    self.conn_info = info;
+                }
+                self.expires_at = reply.expires_at;
+                if let Some(next) = reply.expires_at {
+                    self.schedule_proxy_refresh(next, None);
+                }
+            }
+            Ok(Outcome::Disconnect(code, reason)) => {
+                let code = u16::try_from(code).unwrap_or(4000);
+                self.disconnect(DisconnectCode { code, reason: crate::proxy::disconnect_reason(&reason) });
+            }
+            Ok(Outcome::Error(..)) | Err(_) => {
+                if time_left(exp, self.ctx.config.client_expired_close_delay).is_zero() {
+                    self.disconnect(codes::EXPIRED_CONNECTION);
+                } else {
+                    self.schedule_proxy_refresh(exp, Some(PROXY_REFRESH_RETRY));
+                }
+            }
+        }
+    }
+
     /// Arms the timer that ends a subscription (unsubscribe 2501) once its token's
     /// `exp` and `client_expired_sub_close_delay` have passed without a sub_refresh.
     fn schedule_sub_expiry(&self, channel: Channel, exp: u64) {
@@ -465,6 +518,9 @@ fn time_left(exp: u64, grace: Duration) -> Duration {
 /// clock's time left, read once, now), and whether the deadline is reached when
 /// it fires. The wait itself is on the monotonic clock (tokio's), so a test on
 /// paused time sees a token expire exactly at `exp + grace`.
+/// How soon the refresh proxy is asked again after it gave no usable answer.
+const PROXY_REFRESH_RETRY: Duration = Duration::from_secs(5);
+
 fn expiry_timer(exp: u64, grace: Duration) -> (Duration, Expiry) {
     let left = time_left(exp, grace);
     let expiry = if left < MAX_TIMER { Expiry::Reached } else { Expiry::NotYet };

@@ -50,6 +50,10 @@ fn answer(path: &str, body: &Value) -> Option<String> {
             }})
             .to_string(),
             "anonymous" => r#"{"result":{}}"#.into(),
+            // Expires in a second: the refresh proxy takes over.
+            "bob" => {
+                json!({"result": {"user": "bob", "expire_at": unix_now() + 1, "meta": {"plan": "trial"}}}).to_string()
+            }
             "refuse" => r#"{"error":{"code":1002,"message":"who are you"}}"#.into(),
             "kick" => r#"{"disconnect":{"code":4503,"reason":"banned"}}"#.into(),
             "slow" => return None,
@@ -62,6 +66,11 @@ fn answer(path: &str, body: &Value) -> Option<String> {
             "proxied:slow" => return None,
             _ => "not json".into(),
         },
+        // The first refresh extends by a second with new info; the next one says expired.
+        "/refresh" => match REFRESHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => json!({"result": {"expire_at": unix_now() + 1, "info": {"refreshed": 1}}}).to_string(),
+            _ => r#"{"result":{"expired":true}}"#.into(),
+        },
         "/publish" => match body["data"]["text"].as_str().unwrap_or_default() {
             "darn it" => r#"{"result":{"data":{"text":"**** it","moderated":true}}}"#.into(),
             "fine" => r#"{"result":{}}"#.into(),
@@ -71,6 +80,12 @@ fn answer(path: &str, body: &Value) -> Option<String> {
         _ => return Some(String::new()),
     };
     Some(text)
+}
+
+static REFRESHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 async fn backend() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
@@ -145,6 +160,7 @@ fn config_for(backend: SocketAddr) -> Config {
     config.allow_anonymous = false;
     config.proxy = ProxyConfig {
         connect: endpoint("connect", &["Cookie", "Authorization"]),
+        refresh: endpoint("refresh", &["Cookie"]),
         subscribe: endpoint("subscribe", &["Cookie"]),
         publish: endpoint("publish", &[]),
         rpc: None,
@@ -349,5 +365,41 @@ async fn a_backend_that_is_down_is_a_temporary_error() {
     let reply = connect_as(&mut client, "alice").await;
     let error = reply.error.clone().unwrap_or_else(|| panic!("an error, got {reply:?}"));
     assert_eq!((error.code, error.temporary), (100, true));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_proxy_extends_a_connection_until_it_says_expired() {
+    let (backend, seen) = backend().await;
+    let hub = spawn_hub(config_for(backend)).await;
+    let headers = [("Cookie", "session=bob")];
+    let mut client = WsClient::open_with_headers(hub.addr, Encoding::Json, &headers).await;
+    let reply = connect_as(&mut client, "bob").await;
+    let connected = reply.connect.clone().unwrap_or_else(|| panic!("connected: {reply:?}"));
+    // The hub refreshes through the backend: the client is told of no expiry.
+    assert_eq!((connected.expires, connected.ttl), (false, 0));
+    client.subscribe("chat:room").await;
+
+    // About a second later the backend extends the connection, with new info.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !seen.lock().iter().any(|s| s.path == "/refresh") {
+        assert!(std::time::Instant::now() < deadline, "no refresh request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let request = last(&seen, "/refresh");
+    assert_eq!(request.body["client"], connected.client.as_str());
+    assert_eq!(request.body["user"], "bob");
+    assert_eq!(request.body["meta"], json!({"plan": "trial"}));
+    assert_eq!(request.header("cookie"), Some("session=bob"));
+    // Subscriptions made from now on carry the new info (the session handles
+    // this subscribe after the refresh).
+    client.subscribe("chat:later").await;
+    let presence = client.presence("chat:later").await.expect("still connected");
+    let info: Value =
+        serde_json::from_slice(&presence.presence.values().next().expect("bob").conn_info).expect("JSON info");
+    assert_eq!(info, json!({"refreshed": 1}));
+
+    // The next refresh says expired: 3005.
+    assert_eq!(client.expect_close().await, (3005, "connection expired".to_string()));
     hub.shutdown().await;
 }
