@@ -185,6 +185,11 @@ pub struct Cluster {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Consumers (the node queue's, the shards') waiting for lapin to replay
+    /// their channel's topology after a lost connection: the node is not
+    /// ready until every one is back, since a publication delivered before
+    /// the node queue is bound again would never reach this node.
+    recovering: std::sync::atomic::AtomicUsize,
 }
 
 /// Why the cluster could not start.
@@ -266,7 +271,21 @@ impl Cluster {
             metrics,
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            recovering: std::sync::atomic::AtomicUsize::new(0),
         }))
+    }
+
+    /// Waits until lapin replayed `channel`'s topology (queues, bindings,
+    /// consumers) after `error`, counted in `recovering` meanwhile; a channel
+    /// that cannot recover is retried a second later.
+    async fn recover_consumer(&self, channel: &AmqpChannel, error: lapin::Error, what: &str) {
+        use std::sync::atomic::Ordering;
+        self.recovering.fetch_add(1, Ordering::SeqCst);
+        if let Err(error) = channel.wait_for_recovery(error).await {
+            tracing::error!(%error, what, "consumer cannot recover");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.recovering.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Declares this node's queue and the shard queues and starts consuming:
@@ -668,7 +687,7 @@ impl Broker for Cluster {
     }
 
     fn is_connected(&self) -> bool {
-        self.connection.status().connected()
+        self.connection.status().connected() && self.recovering.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     fn stop(&self) -> BoxFuture<'_, ()> {
@@ -735,10 +754,7 @@ async fn node_loop(
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => {
                 tracing::warn!(%error, "node queue consumer interrupted; waiting for recovery");
-                if let Err(error) = channel.wait_for_recovery(error).await {
-                    tracing::error!(%error, "node queue consumer cannot recover");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                cluster.recover_consumer(&channel, error, "node queue").await;
                 continue;
             }
             None => return,
@@ -908,10 +924,7 @@ async fn shard_loop(cluster: Arc<Cluster>, shard: u16, channel: AmqpChannel, mut
                 // so that whoever owns the shard next starts new epochs.
                 owner.reset();
                 tracing::warn!(shard, %error, "shard consumer interrupted; waiting for recovery");
-                if let Err(error) = channel.wait_for_recovery(error).await {
-                    tracing::error!(shard, %error, "shard consumer cannot recover");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                cluster.recover_consumer(&channel, error, "shard").await;
                 continue;
             }
             None => return,
