@@ -50,6 +50,8 @@ fn dev_options() -> ChannelOptions {
         force_recovery: true,
         allow_user_limited_channels: false,
         allow_tags_filter: true,
+        allowed_delta_types: vec![DeltaType::Fossil],
+        delta_publish: false,
     }
 }
 

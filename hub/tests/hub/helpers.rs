@@ -135,6 +135,8 @@ pub fn open_options() -> ChannelOptions {
         force_recovery: false,
         allow_user_limited_channels: false,
         allow_tags_filter: false,
+        allowed_delta_types: Vec::new(),
+        delta_publish: false,
     }
 }
 
