@@ -191,6 +191,8 @@ pub enum TopicMsg {
     IdleCheck,
     /// Cluster mode: a publication sequenced by the channel's owner (epoch,
     /// publication, the trace it continues: the `deliver` span's parent).
+    /// Its `delta` says that the publisher asked for delta compression (the
+    /// topic computes the deltas; it is never stored nor sent as such).
     Deliver(String, Box<Publication>, TraceContext, Instant),
     /// Cluster mode: a push to fan out as is (join/leave announced by some node).
     Remote(Box<Push>),
