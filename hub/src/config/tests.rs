@@ -278,6 +278,25 @@ force_recovery = true
 }
 
 #[test]
+fn delta_options_from_file_and_env() {
+    let (_, result) = load_text(
+        "[channel]\nallowed_delta_types = [\"fossil\"]\ndelta_publish = true\n\n[namespaces.docs]\nallow_subscribe = true\n",
+    );
+    let config = result.unwrap();
+    assert_eq!(config.channel.allowed_delta_types, vec![DeltaType::Fossil]);
+    assert!(config.channel.delta_publish);
+    assert!(config.namespaces["docs"].allowed_delta_types.is_empty(), "off unless listed");
+    let vars = env(&[("HUB_NAMESPACES__DOCS__ALLOWED_DELTA_TYPES", "[\"fossil\"]")]);
+    let config = Config::load_from(&ConfigArgs::default(), vars).unwrap();
+    assert_eq!(config.namespaces["docs"].allowed_delta_types, vec![DeltaType::Fossil]);
+    // Only `fossil` exists: another name is refused with the key that holds it.
+    let (_, error) = error_text("[channel]\nallowed_delta_types = [\"vcdiff\"]\n");
+    assert!(error.contains("channel.allowed_delta_types") && error.contains("vcdiff"), "{error}");
+    assert_eq!(DeltaType::parse("fossil"), Some(DeltaType::Fossil));
+    assert_eq!(DeltaType::parse("Fossil"), None);
+}
+
+#[test]
 fn personal_channel_and_user_limited_channels_from_file_and_env() {
     let (_, result) = load_text(
         "[personal_channel]\nenabled = true\nnamespace = \"personal\"\nsingle_connection = true\n\n\
