@@ -23,7 +23,8 @@
 //!   (the payload's text, or the delta's): centrifuge-js `JsonCodec.applyDeltaIfNeeded`
 //!   reads it with `JSON.parse` (full) or as the UTF-8 bytes of the delta. A
 //!   delta that is not valid UTF-8 (possible with binary payloads) cannot be
-//!   such a string: that subscriber gets the full payload.
+//!   such a string, and a base that is not UTF-8 reached the client changed:
+//!   in both cases that subscriber gets the full payload.
 //!
 //! Each variant (plain, full for delta subscribers, delta) is encoded at most
 //! once per encoding per publication and its bytes shared, like the rest of
@@ -148,6 +149,9 @@ impl<'a> Encodings<'a> {
         let made = fossil.and_then(|patch| {
             let data = match encoding {
                 Encoding::Protobuf => Bytes::copy_from_slice(patch),
+                // A JSON client holds the base as the text it was sent: a base
+                // that is not UTF-8 reached it changed (lossy), so no delta.
+                Encoding::Json if std::str::from_utf8(base).is_err() => return None,
                 Encoding::Json => json_string(std::str::from_utf8(patch).ok()?),
             };
             let publication = Publication { data, delta: true, ..self.publication.clone() };
@@ -240,6 +244,15 @@ mod tests {
         assert!(!json.delta);
         assert_eq!(serde_json::from_slice::<String>(&json.data).unwrap(), r#"{"x":"zyx"}"#);
         assert!(!encodings_pb(&mut encodings).delta);
+    }
+
+    #[test]
+    fn a_base_that_is_not_utf8_gives_json_subscribers_full_payloads() {
+        let mut binary = BASE.as_bytes().to_vec();
+        binary[3] = 0xff;
+        let mut encodings = Encodings::new("ch", publication(NEXT), Some(Bytes::from(binary)));
+        assert!(!decoded(Encoding::Json, &encodings.for_delta_subscriber(Encoding::Json, true)).delta);
+        assert!(encodings_pb(&mut encodings).delta, "Protobuf clients hold the bytes as they are");
     }
 
     #[test]
