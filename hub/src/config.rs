@@ -207,6 +207,30 @@ pub struct ChannelOptions {
     /// decides instead of `allow_publish` and may change the data
     /// (Centrifugo's `publish_proxy_enabled`).
     pub publish_proxy: bool,
+    /// Delta encodings a subscriber may ask for (`delta` of its subscribe, the
+    /// SDKs' `delta: 'fossil'`); only `"fossil"` exists. Empty: a subscriber
+    /// that asks is subscribed without delta (`delta` absent from its
+    /// subscribe result), as in Centrifugo.
+    pub allowed_delta_types: Vec<DeltaType>,
+    /// Every publication of the channel asks for delta compression, as if
+    /// published with `delta: true` (Centrifugo's `delta_publish`); client
+    /// publications and AMQP ingest use delta only through this option.
+    pub delta_publish: bool,
+}
+
+/// A delta encoding of publications (Centrifugo's `DeltaType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaType {
+    /// The Fossil SCM delta format (`protocol::fossil`).
+    Fossil,
+}
+
+impl DeltaType {
+    /// The type a subscribe names (`SubscribeRequest.delta`); `None` for a name that is not one.
+    pub fn parse(name: &str) -> Option<DeltaType> {
+        (name == "fossil").then_some(DeltaType::Fossil)
+    }
 }
 
 /// `[personal_channel]`: Centrifugo's `client.subscribe_to_user_personal_channel`.

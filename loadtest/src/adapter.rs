@@ -92,6 +92,10 @@ pub struct Target {
     /// Most unconfirmed AMQP publications at once.
     #[serde(default)]
     pub amqp_inflight: usize,
+    /// Hub: subscribers ask for `delta: "fossil"` and API publications for
+    /// `delta: true` (the channel's namespace must allow it).
+    #[serde(default)]
+    pub delta: bool,
 }
 
 impl Target {
@@ -173,8 +177,10 @@ pub async fn subscribe(target: &Target, url: &str, source: Option<IpAddr>, chann
     let mut ws = open_ws(url, source).await?;
     match proto {
         Proto::Hub => {
-            let frame =
-                format!("{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}");
+            let delta = if target.delta { r#","delta":"fossil""# } else { "" };
+            let frame = format!(
+                "{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"{delta}}}}}"
+            );
             ws.send(Message::text(frame)).await?;
             let mut refused = None;
             expect(&mut ws, proto, "subscribe reply", |data| {
@@ -250,7 +256,7 @@ pub fn heartbeat_answer(proto: Proto, data: &[u8]) -> Option<Message> {
 
 /// Publishes batches of `(channel name, payload)`.
 pub enum Publisher {
-    Http { conn: HttpConn, path: &'static str, key: String, parallel: bool },
+    Http { conn: HttpConn, path: &'static str, key: String, parallel: bool, delta: bool },
     Pusher { conn: HttpConn, key: String, app_id: String, secret: String },
     Ws { proto: Proto, sink: Arc<Mutex<SplitSink<Ws, Message>>>, next_id: u64 },
     Amqp(Box<crate::amqp::AmqpPublisher>),
@@ -264,6 +270,7 @@ impl Publisher {
                 path: "/api/batch",
                 key: target.key.clone(),
                 parallel: target.api_parallel,
+                delta: target.delta,
             }),
             (Proto::Hub, HubPublisher::Amqp) => Ok(Publisher::Amqp(Box::new(
                 crate::amqp::AmqpPublisher::connect(&target.amqp_url, &target.amqp_exchange, target.amqp_inflight)
@@ -291,14 +298,15 @@ impl Publisher {
     pub async fn publish(&mut self, batch: &[(String, String)]) -> Result<()> {
         match self {
             Publisher::Amqp(amqp) => amqp.publish(batch).await?,
-            Publisher::Http { conn, path, key, parallel } => {
+            Publisher::Http { conn, path, key, parallel, delta } => {
                 let mut body = String::with_capacity(batch.len() * 160 + 16);
                 body.push_str("{\"commands\":[");
                 for (i, (channel, payload)) in batch.iter().enumerate() {
                     if i > 0 {
                         body.push(',');
                     }
-                    body.push_str(&format!("{{\"publish\":{{\"channel\":\"{channel}\",\"data\":{payload}}}}}"));
+                    let delta = if *delta { ",\"delta\":true" } else { "" };
+                    body.push_str(&format!("{{\"publish\":{{\"channel\":\"{channel}\",\"data\":{payload}{delta}}}}}"));
                 }
                 body.push(']');
                 if *parallel {

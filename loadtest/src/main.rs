@@ -16,6 +16,7 @@
 
 mod adapter;
 mod amqp;
+mod delta;
 mod fleet;
 mod http;
 mod payload;
@@ -164,6 +165,10 @@ pub struct Common {
     /// per-channel order inside one batch is then not guaranteed.
     #[arg(long)]
     pub api_parallel: bool,
+    /// Hub: delta compression; subscribers ask for `delta: "fossil"` (and apply
+    /// the deltas, as the SDK does), the HTTP publisher sends `delta: true`.
+    #[arg(long)]
+    pub delta: bool,
     /// RabbitMQ URL of the AMQP publisher (--hub-publisher amqp).
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
@@ -238,6 +243,7 @@ impl Common {
             amqp_url: self.amqp_url.clone(),
             amqp_exchange: self.amqp_exchange.clone(),
             amqp_inflight: self.amqp_inflight,
+            delta: self.delta,
         })
     }
 }

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::adapter::{self, channel_name, Target};
+use crate::delta::DeltaDecoder;
 use crate::payload::{self, Scanner};
 use crate::stats::{Hist, Sharded};
 
@@ -298,6 +299,7 @@ async fn light(
     drop(ready);
     let (mut sink, mut stream) = ws.split();
     let (mut scanner, mut seq, mut scratch) = (Scanner::default(), Seq::default(), Vec::new());
+    let mut deltas = target.delta.then(DeltaDecoder::default);
     let proto = target.proto;
     loop {
         tokio::select! {
@@ -308,7 +310,15 @@ async fn light(
                         Message::Binary(bytes) => bytes,
                         _ => &[],
                     };
-                    record(&shared, index, &mut scanner, &mut seq, data, &mut scratch);
+                    match deltas.as_mut().map(|d| d.decode(data)) {
+                        None => record(&shared, index, &mut scanner, &mut seq, data, &mut scratch),
+                        Some(Ok(payloads)) => record(&shared, index, &mut scanner, &mut seq, payloads, &mut scratch),
+                        Some(Err(error)) => {
+                            eprintln!("subscriber {index}: a delta did not apply ({error}); connection dropped");
+                            shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
                     if let Some(answer) = adapter::heartbeat_answer(proto, data) {
                         if sink.send(answer).await.is_err() {
                             break;

@@ -8,11 +8,13 @@
 //!   Protobuf frames hold messages each prefixed by its varint length. Decoders
 //!   take a size limit and return a typed [`codec::DecodeError`]; no input makes
 //!   them panic.
+//! - [`fossil`]: the Fossil delta format of delta-compressed publications.
 //! - [`codes`]: error codes (inside a reply) and disconnect codes (closing the
 //!   connection) with their documented meaning.
 
 pub mod codec;
 pub mod codes;
+pub mod fossil;
 pub mod json;
 
 /// Wire messages generated from `proto/client.proto`.

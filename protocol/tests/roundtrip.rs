@@ -114,8 +114,11 @@ prop_compose! {
         publications in vec(publication(), 0..3),
         (recovered, offset, positioned, data, was_recovering) in
             (any::<bool>(), any::<u64>(), any::<bool>(), raw_json(), any::<bool>()),
+        delta in any::<bool>(),
     ) -> SubscribeResult {
-        SubscribeResult { expires, ttl, recoverable, epoch, publications, recovered, offset, positioned, data, was_recovering }
+        SubscribeResult {
+            expires, ttl, recoverable, epoch, publications, recovered, offset, positioned, data, was_recovering, delta,
+        }
     }
 }
 
@@ -139,8 +142,11 @@ prop_compose! {
         (data, positioned, recoverable, join_leave, flag) in
             (raw_json(), any::<bool>(), any::<bool>(), any::<bool>(), any::<i64>()),
         tf in weighted(0.3, filter_node()),
+        delta in text(),
     ) -> SubscribeRequest {
-        SubscribeRequest { channel, token, recover, epoch, offset, data, positioned, recoverable, join_leave, tf, flag }
+        SubscribeRequest {
+            channel, token, recover, epoch, offset, data, positioned, recoverable, join_leave, tf, flag, delta,
+        }
     }
 }
 

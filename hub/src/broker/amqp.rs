@@ -452,6 +452,7 @@ impl Cluster {
             info: args.info.as_ref().map(WireInfo::from),
             tags: args.tags,
             idempotency_key: args.idempotency_key,
+            delta: args.delta,
         };
         let publish = self.names.publish.clone();
         match self.request_traced(&publish, channel, envelope, &args.trace).await? {
@@ -965,9 +966,11 @@ async fn handle_owner_message_in(
         plain_publication(&delivery)
     };
     let result = match envelope {
-        Envelope::Publish { data, info, tags, idempotency_key } => {
+        Envelope::Publish { data, info, tags, idempotency_key, delta } => {
             match owner.publish(&channel, data, info, tags, idempotency_key, now) {
-                Ok(sequenced) => {
+                Ok(mut sequenced) => {
+                    // The flag travels to every node with the delivery.
+                    sequenced.publication.delta = delta;
                     if sequenced.duplicate {
                         Ok(Reply::Published { offset: sequenced.publication.offset, epoch: sequenced.epoch })
                     } else {
@@ -1090,7 +1093,8 @@ fn plain_publication(delivery: &Delivery) -> Envelope {
             tags.insert(key.as_str().to_string(), text);
         }
     }
-    Envelope::Publish { data: delivery.data.clone(), info: None, tags, idempotency_key }
+    // A backend's publication asks for delta through the namespace's `delta_publish`.
+    Envelope::Publish { data: delivery.data.clone(), info: None, tags, idempotency_key, delta: false }
 }
 
 async fn heartbeat_loop(cluster: Arc<Cluster>, events: Arc<dyn BrokerEvents>) {
@@ -1192,7 +1196,7 @@ mod tests {
     }
 
     fn wire(offset: u64) -> WirePublication {
-        WirePublication { offset, data: b"{}".to_vec(), info: None, tags: BTreeMap::new() }
+        WirePublication { offset, data: b"{}".to_vec(), info: None, tags: BTreeMap::new(), delta: false }
     }
 
     #[tokio::test]

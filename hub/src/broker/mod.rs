@@ -209,6 +209,11 @@ pub struct WirePublication {
     pub data: Vec<u8>,
     pub info: Option<WireInfo>,
     pub tags: BTreeMap<String, String>,
+    /// The publisher asked for delta compression (set on a `Deliver` only;
+    /// each node computes the deltas of its own subscribers). Added last and
+    /// defaulted, so envelopes of older nodes still decode.
+    #[serde(default)]
+    pub delta: bool,
 }
 
 impl WirePublication {
@@ -218,6 +223,7 @@ impl WirePublication {
             data: publication.data.to_vec(),
             info: publication.info.as_ref().map(WireInfo::from),
             tags: publication.tags.clone(),
+            delta: publication.delta,
         }
     }
 
@@ -227,6 +233,7 @@ impl WirePublication {
             data: self.data.into(),
             info: self.info.map(ClientInfo::from),
             tags: self.tags,
+            delta: self.delta,
             ..Default::default()
         }
     }
@@ -243,6 +250,9 @@ pub enum Envelope {
         info: Option<WireInfo>,
         tags: BTreeMap<String, String>,
         idempotency_key: Option<String>,
+        /// The publisher asks for delta compression (added last, defaulted).
+        #[serde(default)]
+        delta: bool,
     },
     /// The channel's stream: epoch, top offset and every retained publication.
     Sync,
@@ -437,10 +447,24 @@ mod tests {
         let envelope = Envelope::Deliver {
             channel: "news".into(),
             epoch: "abc".into(),
-            publication: WirePublication { offset: 3, data: b"{\"a\":1}".to_vec(), info: None, tags: BTreeMap::new() },
+            publication: WirePublication {
+                offset: 3,
+                data: b"{\"a\":1}".to_vec(),
+                info: None,
+                tags: BTreeMap::new(),
+                delta: false,
+            },
         };
         let bytes = envelope.encode();
         assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
         assert!(Envelope::decode(b"\xc1garbage").is_err());
+        let asked = Envelope::Publish {
+            data: b"{}".to_vec(),
+            info: None,
+            tags: BTreeMap::new(),
+            idempotency_key: None,
+            delta: true,
+        };
+        assert_eq!(Envelope::decode(&asked.encode()).unwrap(), asked, "the delta flag travels");
     }
 }

@@ -73,8 +73,13 @@ impl ShardOwner {
         if let Some(key) = &idempotency_key {
             if let Some((at, offset)) = owned.idempotency.get(key) {
                 if now.duration_since(*at) < window {
-                    let publication =
-                        WirePublication { offset: *offset, data: Vec::new(), info: None, tags: Default::default() };
+                    let publication = WirePublication {
+                        offset: *offset,
+                        data: Vec::new(),
+                        info: None,
+                        tags: Default::default(),
+                        delta: false,
+                    };
                     return Ok(Sequenced { epoch: epoch_of(&owned.stream), publication, duplicate: true });
                 }
             }

@@ -101,6 +101,8 @@ fn the_fixture_maps_onto_hub_keys() {
         allow_user_limited_channels: false,
         subscribe_proxy: false,
         publish_proxy: false,
+        allowed_delta_types: Vec::new(),
+        delta_publish: false,
     };
     assert_eq!(config.namespaces["chat"], chat);
     assert_eq!(config.namespaces["dialog"], ChannelOptions { allow_user_limited_channels: true, ..Default::default() });

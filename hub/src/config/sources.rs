@@ -11,7 +11,7 @@ use std::time::Duration;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 
-use super::{ChannelOptions, ConfigArgs, ConfigError, LogFormat};
+use super::{ChannelOptions, ConfigArgs, ConfigError, DeltaType, LogFormat};
 
 /// Top-level keys, so the environment layer only picks up `HUB_*` variables meant for us.
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
@@ -110,6 +110,8 @@ pub(super) fn dev_preset() -> impl Provider + Clone {
         // Proxies need endpoints of the user's own.
         subscribe_proxy: false,
         publish_proxy: false,
+        allowed_delta_types: vec![DeltaType::Fossil],
+        delta_publish: false,
     };
     let mut dict = Dict::new();
     dict.insert("allow_anonymous".into(), Value::from(true));
@@ -137,9 +139,18 @@ fn channel_value(options: &ChannelOptions) -> Value {
         ("force_recovery", options.force_recovery),
         ("allow_user_limited_channels", options.allow_user_limited_channels),
         ("allow_tags_filter", options.allow_tags_filter),
+        ("delta_publish", options.delta_publish),
     ] {
         dict.insert(key.into(), Value::from(on));
     }
+    let delta_types: Vec<Value> = options
+        .allowed_delta_types
+        .iter()
+        .map(|t| match t {
+            DeltaType::Fossil => Value::from("fossil"),
+        })
+        .collect();
+    dict.insert("allowed_delta_types".into(), Value::from(delta_types));
     Value::from(dict)
 }
 

@@ -52,6 +52,8 @@ fn dev_options() -> ChannelOptions {
         allow_tags_filter: true,
         subscribe_proxy: false,
         publish_proxy: false,
+        allowed_delta_types: vec![DeltaType::Fossil],
+        delta_publish: false,
     }
 }
 
@@ -275,6 +277,25 @@ force_recovery = true
     assert!(config.channel.allow_subscribe);
     assert!(config.namespaces["chat"].force_recovery);
     assert_eq!(config.max_channel_length, 32);
+}
+
+#[test]
+fn delta_options_from_file_and_env() {
+    let (_, result) = load_text(
+        "[channel]\nallowed_delta_types = [\"fossil\"]\ndelta_publish = true\n\n[namespaces.docs]\nallow_subscribe = true\n",
+    );
+    let config = result.unwrap();
+    assert_eq!(config.channel.allowed_delta_types, vec![DeltaType::Fossil]);
+    assert!(config.channel.delta_publish);
+    assert!(config.namespaces["docs"].allowed_delta_types.is_empty(), "off unless listed");
+    let vars = env(&[("HUB_NAMESPACES__DOCS__ALLOWED_DELTA_TYPES", "[\"fossil\"]")]);
+    let config = Config::load_from(&ConfigArgs::default(), vars).unwrap();
+    assert_eq!(config.namespaces["docs"].allowed_delta_types, vec![DeltaType::Fossil]);
+    // Only `fossil` exists: another name is refused with the key that holds it.
+    let (_, error) = error_text("[channel]\nallowed_delta_types = [\"vcdiff\"]\n");
+    assert!(error.contains("channel.allowed_delta_types") && error.contains("vcdiff"), "{error}");
+    assert_eq!(DeltaType::parse("fossil"), Some(DeltaType::Fossil));
+    assert_eq!(DeltaType::parse("Fossil"), None);
 }
 
 #[test]

@@ -16,10 +16,12 @@ use protocol::subscribe_flags;
 use super::{ttl_until, Session, Subscription};
 use crate::auth::TokenError;
 use crate::channel::Channel;
-use crate::config::ChannelOptions;
+use crate::config::{ChannelOptions, DeltaType};
 use crate::quota::Refusal;
 use crate::topic::filter::TagsFilter;
-use crate::topic::{HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscribed, Subscriber, TopicMsg};
+use crate::topic::{
+    DeltaBase, HistoryQuery, PublishArgs, ReplyTarget, SubscribeArgs, Subscribed, Subscriber, TopicMsg,
+};
 
 /// A `?channel=` of a one-way SSE client in a namespace where clients may not
 /// subscribe by themselves.
@@ -445,9 +447,15 @@ impl Session {
         }
     }
 
-    fn subscriber(&self, chan_info: bytes::Bytes, filter: Option<Arc<TagsFilter>>) -> Subscriber {
+    fn subscriber(
+        &self,
+        chan_info: bytes::Bytes,
+        filter: Option<Arc<TagsFilter>>,
+        delta: Option<DeltaBase>,
+    ) -> Subscriber {
         Subscriber {
             filter,
+            delta,
             client: self.client_id(),
             user: self.user.clone(),
             outbox: self.outbox.clone(),
@@ -459,6 +467,21 @@ impl Session {
 
     async fn subscribe(&mut self, id: u32, request: proto::SubscribeRequest) -> Handled {
         let ctx = self.ctx.clone();
+        // As Centrifugo (centrifuge `client.go`, subscribe): a delta type it
+        // does not know is a malformed request (3501); one the namespace does
+        // not list in `allowed_delta_types` is not an error: the subscription
+        // goes on without delta (`delta` absent from the result).
+        let delta = match request.delta.as_str() {
+            "" => None,
+            name => match DeltaType::parse(name) {
+                Some(delta_type) => Some(delta_type),
+                None => {
+                    tracing::info!(channel = %request.channel, delta = %name, "unknown delta type in subscribe");
+                    self.disconnect(codes::BAD_REQUEST_DISCONNECT);
+                    return Ok(None);
+                }
+            },
+        };
         let (channel, options) = Channel::parse(&request.channel, &ctx.config)?;
         if self.subs.contains_key(&channel) {
             return Err(codes::ALREADY_SUBSCRIBED);
@@ -518,7 +541,11 @@ impl Session {
         let recover = request.recover.then(|| (request.offset, request.epoch.clone()));
         let ttl = expires_at.map(ttl_until);
         let args = SubscribeArgs {
-            subscriber: self.subscriber(chan_info.clone(), filter),
+            subscriber: self.subscriber(
+                chan_info.clone(),
+                filter,
+                delta.filter(|t| options.allowed_delta_types.contains(t)).map(|_| DeltaBase::none()),
+            ),
             recover,
             recoverable,
             reject_unrecovered: request.flag & subscribe_flags::REJECT_UNRECOVERED != 0,
@@ -571,7 +598,8 @@ impl Session {
         let options = Channel::parse(channel.as_str(), &ctx.config).ok().map(|(_, o)| o)?;
         let recoverable = options.history_enabled();
         let args = SubscribeArgs {
-            subscriber: self.subscriber(bytes::Bytes::new(), None),
+            // Delta compression is for client-side subscriptions only (as in Centrifugo).
+            subscriber: self.subscriber(bytes::Bytes::new(), None, None),
             recover,
             recoverable,
             reject_unrecovered: false,
@@ -655,6 +683,8 @@ impl Session {
             conn_info: self.conn_info.clone(),
             chan_info: self.subs.get(&channel).map(|s| s.chan_info.clone()).unwrap_or_default(),
         };
+        // Client publications ask for delta only through the namespace's
+        // `delta_publish` (as in Centrifugo), which the topic applies.
         let args = PublishArgs { data, info: Some(info), ..Default::default() };
         ctx.engine.publish_to(&channel, options, args).await?;
         Ok(Some(Reply { publish: Some(proto::PublishResult {}), ..Default::default() }))

@@ -99,7 +99,10 @@ impl Stream {
 
     /// Adds a publication sequenced elsewhere; false when it does not follow
     /// the top (a gap or a repeat), and then nothing changes.
-    pub fn append_at(&mut self, publication: Publication, now: Instant) -> bool {
+    pub fn append_at(&mut self, mut publication: Publication, now: Instant) -> bool {
+        // `delta` is the publisher's request for delta compression while a
+        // delivery travels; what is kept (history, recovery) is plain.
+        publication.delta = false;
         if publication.offset != self.top + 1 {
             return false;
         }
@@ -226,6 +229,14 @@ mod tests {
 
     fn offsets(publications: &[Publication]) -> Vec<u64> {
         publications.iter().map(|p| p.offset).collect()
+    }
+
+    #[test]
+    fn a_delivery_asking_for_delta_is_kept_plain() {
+        let (mut stream, now) = stream_with(0, 10);
+        let asked = Publication { offset: 1, delta: true, ..Default::default() };
+        assert!(stream.append_at(asked, now));
+        assert!(!stream.publications(now)[0].delta, "history and recovery never show the request");
     }
 
     #[test]

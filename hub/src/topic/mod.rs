@@ -24,6 +24,7 @@
 //! [`Replication`], fans out, answers subscribes, tells subscribers they lost
 //! the channel).
 
+pub mod delta;
 pub mod filter;
 pub(crate) mod history;
 pub mod registry;
@@ -41,6 +42,8 @@ use protocol::proto::{self, ClientInfo, Publication, Push, Reply};
 use protocol::Encoding;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+pub use delta::DeltaBase;
+use delta::{Encodings, Previous};
 use filter::TagsFilter;
 use history::Stream;
 pub use history::{HistoryPage, HistoryQuery};
@@ -80,6 +83,9 @@ pub struct Subscriber {
     /// The subscriber's tags filter: only publications it passes reach it,
     /// live or recovered (joins, leaves and other pushes always do).
     pub filter: Option<Arc<TagsFilter>>,
+    /// Some when the subscriber negotiated delta compression (see
+    /// [`delta`]): where it stands in the channel's chain of deltas.
+    pub delta: Option<DeltaBase>,
 }
 
 /// A channel's stream as its owner hands it to a replica: (epoch, top
@@ -158,6 +164,10 @@ pub struct PublishArgs {
     /// When the node accepted it (set by the engine): the start of
     /// `hub_publish_fanout_duration_seconds`.
     pub accepted: Option<Instant>,
+    /// The publisher asks for delta compression (the server API's `delta`,
+    /// Centrifugo's "whether to use delta"); the namespace's `delta_publish`
+    /// asks for every publication.
+    pub delta: bool,
 }
 
 /// A stream position: the offset of a publication (0 without history) and the epoch.
@@ -193,6 +203,8 @@ pub enum TopicMsg {
     IdleCheck,
     /// Cluster mode: a publication sequenced by the channel's owner (epoch,
     /// publication, the trace it continues: the `deliver` span's parent).
+    /// Its `delta` says that the publisher asked for delta compression (the
+    /// topic computes the deltas; it is never stored nor sent as such).
     Deliver(String, Box<Publication>, TraceContext, Instant),
     /// Cluster mode: a push to fan out as is (join/leave announced by some node).
     Remote(Box<Push>),
@@ -217,6 +229,10 @@ pub struct TopicState {
     idle_check_pending: bool,
     /// Some in cluster mode: the stream is the owner's, copied.
     replica: Option<Replica<Pending>>,
+    /// Publications fanned out so far (names the base of a delta).
+    fanned_out: u64,
+    /// The last one, kept when the namespace allows delta compression.
+    previous: Option<Previous>,
 }
 
 impl TopicState {
@@ -231,6 +247,8 @@ impl TopicState {
             retiring: false,
             idle_check_pending: false,
             replica: cluster_mode.then(Replica::default),
+            fanned_out: 0,
+            previous: None,
         }
     }
 
@@ -460,7 +478,7 @@ fn subscribe(
     if state.retiring {
         return Err(TopicError::Retiring);
     }
-    let subscriber = args.subscriber;
+    let mut subscriber = args.subscriber;
     if state.subscribers.contains_key(&subscriber.client) {
         return Err(TopicError::Code(codes::ALREADY_SUBSCRIBED));
     }
@@ -490,6 +508,12 @@ fn subscribe(
     let (epoch, offset) =
         if recoverable { (state.stream.epoch().to_string(), state.stream.top()) } else { (String::new(), 0) };
     let encoding = subscriber.outbox.encoding();
+    let delta = subscriber.delta.is_some() && args.reply != ReplyTarget::Push;
+    // The data of the last publication the subscriber is sent with its reply.
+    let mut last_sent = publications.last().map(|p| p.data.clone());
+    if delta {
+        publications = publications.into_iter().map(|p| delta::recovered_for_delta(encoding, p)).collect();
+    }
     // The outbox's largest message (`client_outbox_bytes`): a recovery that
     // does not fit in it is answered `recovered: false` without publications.
     let max_bytes = subscriber.outbox.max_message();
@@ -508,6 +532,7 @@ fn subscribe(
         positioned: recoverable,
         was_recovering,
         data: args.data.clone(),
+        delta,
     };
     let mut returned = None;
     let queued = match args.reply {
@@ -522,6 +547,7 @@ fn subscribe(
                     return Err(TopicError::Code(codes::UNRECOVERABLE_POSITION));
                 }
                 encoded = reply(Vec::new(), false);
+                last_sent = None;
             }
             subscriber.outbox.push(encoded)
         }
@@ -532,6 +558,7 @@ fn subscribe(
                 > max_bytes
             {
                 answer = result(Vec::new(), false);
+                last_sent = None;
             }
             returned = Some(Box::new(answer));
             Ok(())
@@ -571,6 +598,15 @@ fn subscribe(
             context.metrics.slow_disconnects.inc();
         }
         return Err(TopicError::Code(codes::INTERNAL.temporary()));
+    }
+    if delta {
+        // Its base: the channel's last publication when what it was sent last
+        // holds the same bytes (a delta depends on nothing else), else none:
+        // the next publication goes in full.
+        let base = state.previous.as_ref().filter(|p| last_sent.as_ref() == Some(&p.data)).map(|p| p.seq);
+        subscriber.delta = Some(base.map_or_else(DeltaBase::none, DeltaBase::at));
+    } else {
+        subscriber.delta = None;
     }
     let info = subscriber.info();
     state.subscribers.insert(subscriber.client.clone(), subscriber);
@@ -624,10 +660,12 @@ fn carry_out(
                 let _ = reply.send(Err(TopicError::Code(code)));
             }
         }
-        Action::Fanout(publication) => {
+        Action::Fanout(mut publication) => {
             context.metrics.publications.inc();
-            let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
-            broadcast(state, push, context);
+            // The publisher's delta flag travels on the publication up to
+            // here (see `Deliver`); clients see `delta` only on a delta.
+            let asked = std::mem::take(&mut publication.delta);
+            fan_out(state, publication, asked, context);
         }
         Action::DropSubscribers => {
             for subscriber in state.take_subscribers() {
@@ -665,6 +703,7 @@ fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &To
     }
     let mut publication = Publication { data: args.data, info: args.info, tags: args.tags, ..Default::default() };
     let offset = if state.stream.enabled() { state.stream.append(publication.clone(), now) } else { 0 };
+    let delta = args.delta;
     publication.offset = offset;
     span.record("offset", offset);
     let position = state.position(offset);
@@ -674,8 +713,7 @@ fn publish(state: &mut TopicState, args: PublishArgs, now: Instant, context: &To
         state.idempotency.insert(key, (now, position.clone()));
     }
     context.metrics.publications.inc();
-    let push = Push { channel: state.channel.to_string(), r#pub: Some(publication), ..Default::default() };
-    broadcast(state, push, context);
+    fan_out(state, publication, delta, context);
     if let Some(accepted) = accepted {
         context.metrics.observe_fanout(accepted.elapsed());
     }
@@ -702,31 +740,72 @@ fn encode_push(encoding: Encoding, push: Push) -> Bytes {
     codec::encode(encoding, &Reply { push: Some(push), ..Default::default() })
 }
 
-/// Fans a push out to every subscriber: encoded once per encoding in use, the
-/// bytes shared. Subscribers whose outbox overflows or is closed are removed
-/// (and their leave is announced).
+/// Fans a push that is not a publication (join, leave) out to every
+/// subscriber: encoded once per encoding in use, the bytes shared.
 fn broadcast(state: &mut TopicState, push: Push, context: &TopicContext) {
     let reply = Reply { push: Some(push), ..Default::default() };
     let mut encoded: [Option<Bytes>; 2] = [None, None];
     let mut gone: Vec<Arc<str>> = Vec::new();
-    let tags = reply.push.as_ref().and_then(|push| push.r#pub.as_ref()).map(|p| &p.tags);
     for subscriber in state.subscribers.values() {
-        if let (Some(filter), Some(tags)) = (&subscriber.filter, tags) {
-            if !filter.matches(tags) {
+        let encoding = subscriber.outbox.encoding();
+        let bytes = encoded[encoding.index()].get_or_insert_with(|| codec::encode(encoding, &reply)).clone();
+        push_to(subscriber, bytes, &mut gone, context);
+    }
+    remove_gone(state, gone, context);
+}
+
+/// Fans a publication out to every subscriber its tags filter lets through:
+/// each variant (plain; full or delta for delta subscribers, see [`delta`])
+/// encoded at most once per encoding, the bytes shared. `asked_delta`: the
+/// publisher asked for delta compression (or the namespace does for all).
+fn fan_out(state: &mut TopicState, publication: Publication, asked_delta: bool, context: &TopicContext) {
+    state.fanned_out += 1;
+    let seq = state.fanned_out;
+    let previous = state.previous.take();
+    let asked_delta = asked_delta || state.options.delta_publish;
+    let base = previous.filter(|_| asked_delta);
+    let base_seq = base.as_ref().map(|p| p.seq);
+    let mut encodings = Encodings::new(state.channel.as_str(), publication, base.map(|p| p.data));
+    let mut gone: Vec<Arc<str>> = Vec::new();
+    for subscriber in state.subscribers.values_mut() {
+        if let Some(filter) = &subscriber.filter {
+            if !filter.matches(&encodings.publication().tags) {
                 continue;
             }
         }
         let encoding = subscriber.outbox.encoding();
-        let bytes = encoded[encoding.index()].get_or_insert_with(|| codec::encode(encoding, &reply)).clone();
-        match subscriber.outbox.push(bytes) {
-            Ok(()) => {}
-            Err(PushError::Slow) => {
-                context.metrics.slow_disconnects.inc();
-                gone.push(subscriber.client.clone());
+        let bytes = match &mut subscriber.delta {
+            None => encodings.plain(encoding),
+            Some(sent) => {
+                let has_base = base_seq.is_some_and(|b| *sent == DeltaBase::at(b));
+                *sent = DeltaBase::at(seq);
+                encodings.for_delta_subscriber(encoding, has_base)
             }
-            Err(PushError::Closed) => gone.push(subscriber.client.clone()),
-        }
+        };
+        push_to(subscriber, bytes, &mut gone, context);
     }
+    if !state.options.allowed_delta_types.is_empty() {
+        let publication = encodings.into_publication();
+        state.previous = Some(Previous { seq, data: publication.data });
+    }
+    remove_gone(state, gone, context);
+}
+
+/// Pushes without waiting; a subscriber whose outbox overflows or is closed
+/// goes into `gone`.
+fn push_to(subscriber: &Subscriber, bytes: Bytes, gone: &mut Vec<Arc<str>>, context: &TopicContext) {
+    match subscriber.outbox.push(bytes) {
+        Ok(()) => {}
+        Err(PushError::Slow) => {
+            context.metrics.slow_disconnects.inc();
+            gone.push(subscriber.client.clone());
+        }
+        Err(PushError::Closed) => gone.push(subscriber.client.clone()),
+    }
+}
+
+/// Removes the subscribers that could not take a push (and announces their leave).
+fn remove_gone(state: &mut TopicState, gone: Vec<Arc<str>>, context: &TopicContext) {
     for client in gone {
         if let Some(subscriber) = state.subscribers.remove(&client) {
             leave(state, &subscriber, context);

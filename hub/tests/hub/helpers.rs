@@ -137,6 +137,8 @@ pub fn open_options() -> ChannelOptions {
         allow_tags_filter: false,
         subscribe_proxy: false,
         publish_proxy: false,
+        allowed_delta_types: Vec::new(),
+        delta_publish: false,
     }
 }
 

@@ -8,7 +8,7 @@
 //!   (`protocol_tests`), recovery and topic failure (`recovery`), ordering at
 //!   the edges of a subscription (`ordering`), slow consumers (`slow`),
 //!   heartbeats (`heartbeat`), tokens (`tokens`), server-side operations
-//!   (`server_side`), user-limited and personal channels (`user_channels`), tags filters (`tags_filter`), shutdown and session leaks (`shutdown`), topic
+//!   (`server_side`), Fossil delta compression (`delta`), user-limited and personal channels (`user_channels`), tags filters (`tags_filter`), shutdown and session leaks (`shutdown`), topic
 //!   retirement (`topics`), request ids and log spans (`logging`), readiness
 //!   (`readiness`), OpenTelemetry export and trace propagation (`otel`), the web
 //!   files compiled into the binary (`assets`), connection and command limits
@@ -42,6 +42,7 @@ mod api_live;
 mod assets;
 mod centrifugo_config;
 mod cors;
+mod delta;
 mod heartbeat;
 mod http_transports;
 mod jwks;
