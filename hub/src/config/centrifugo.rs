@@ -13,9 +13,10 @@
 //! in one line with the reason, or refused. The rule for the severity:
 //!
 //! * an **error** when the hub cannot honour a setting that decides who may connect or
-//!   which tokens are valid (token claims and algorithms it cannot check, connect or
-//!   subscribe proxies, TLS, an open server API, channel-name rules), since going on
-//!   without it would open access or lock users out; unknown keys (typos) and values of
+//!   which tokens are valid (token claims and algorithms it cannot check, proxy settings
+//!   that change what a connect, subscribe or publish proxy decides, refresh proxies, TLS,
+//!   an open server API, channel-name rules), since going on without it would open access
+//!   or lock users out; unknown keys (typos) and values of
 //!   the wrong type are errors too, as in the hub's own format;
 //! * a **warning** when the hub lacks a feature or a tuning knob (Redis engine, admin
 //!   console, map subscriptions, delta compression, ...) or maps a key onto a nearby hub
@@ -41,6 +42,8 @@ use super::ConfigError;
 mod channels;
 #[path = "centrifugo_keys.rs"]
 mod keys;
+#[path = "centrifugo_proxies.rs"]
+mod proxies;
 
 /// Centrifugo v6's top-level keys (its `Config` struct).
 pub(super) const CENTRIFUGO_TOP_LEVEL_KEYS: &[&str] = &[
@@ -215,6 +218,8 @@ pub(super) struct Mapper<'a> {
     pub(super) errors: Vec<ConfigError>,
     /// `client.insecure` is on: channels open to every client (applied after the walk).
     pub(super) insecure: bool,
+    /// The channel proxies the namespaces turn on (resolved after the walk).
+    pub(super) channel_proxies: Vec<proxies::ChannelProxyUse>,
 }
 
 /// What to do with one Centrifugo key.
@@ -234,7 +239,14 @@ pub(super) enum Rule {
 
 impl<'a> Mapper<'a> {
     pub(super) fn new(origin: &'a str) -> Mapper<'a> {
-        Mapper { origin, hub: Map::new(), warnings: Vec::new(), errors: Vec::new(), insecure: false }
+        Mapper {
+            origin,
+            hub: Map::new(),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            insecure: false,
+            channel_proxies: Vec::new(),
+        }
     }
 
     /// Sets the hub key `path` (nested tables created on the way).
@@ -422,7 +434,7 @@ impl<'a> Mapper<'a> {
     fn top(&mut self, value: &Json) {
         self.walk("", value, keys::TOP, |m, name, key, value| keys::top(m, name, key, value));
         if value.is_object() {
-            keys::rpc_and_proxies(self, value);
+            proxies::all(self, value);
         }
         if self.insecure {
             self.set(&["allow_anonymous"], Json::from(true));

@@ -8,6 +8,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::keys::{DELTA, MAP_SUBSCRIPTIONS, POSITIONING};
+use super::proxies::ChannelProxyUse;
 use super::Mapper;
 use super::Rule::{self, Refuse, Silent, Warn};
 
@@ -55,11 +56,17 @@ const OPTIONS: &[(&str, Rule)] = &[
         Refuse("not supported: the hub cannot check channel names against a regex, so it would take channels Centrifugo refuses"),
     ),
     ("publication_data_format", Warn("not supported: the hub does not check the format of publication data")),
-    ("subscribe_proxy_enabled", Refuse("not supported (subscribe proxy): the hub decides subscriptions itself")),
-    ("subscribe_proxy_name", Silent),
-    ("publish_proxy_enabled", Refuse("not supported (publish proxy): the hub decides publications itself")),
-    ("publish_proxy_name", Silent),
-    ("sub_refresh_proxy_enabled", Refuse("not supported (sub refresh proxy): clients refresh with a new token")),
+    ("subscribe_proxy_enabled", MAP),
+    ("subscribe_proxy_name", MAP),
+    ("publish_proxy_enabled", MAP),
+    ("publish_proxy_name", MAP),
+    (
+        "sub_refresh_proxy_enabled",
+        Refuse(
+            "not supported (sub refresh proxy): the hub has none, so a subscription given an expire_at by the \
+             subscribe proxy ends when it expires unless the client refreshes with a subscription token",
+        ),
+    ),
     ("sub_refresh_proxy_name", Silent),
     ("subscribe_stream_proxy_enabled", Refuse("not supported (subscribe stream proxy)")),
     ("subscribe_stream_proxy_name", Silent),
@@ -74,10 +81,7 @@ const OPTIONS: &[(&str, Rule)] = &[
 
 pub(super) fn channel(m: &mut Mapper, key: &str, value: &Json) {
     let rules = [
-        (
-            "proxy",
-            Warn("not supported (channel proxies): the hub decides subscribe and publish from the namespace options"),
-        ),
+        ("proxy", MAP),
         ("without_namespace", MAP),
         ("namespaces", MAP),
         ("history_meta_ttl", Warn("not supported: the hub keeps a channel's epoch and offset as long as its history")),
@@ -89,6 +93,7 @@ pub(super) fn channel(m: &mut Mapper, key: &str, value: &Json) {
         ("user_separator", MAP),
     ];
     m.walk(key, value, &rules, |m, name, key, value| match name {
+        "proxy" => super::proxies::channel_proxy(m, key, value),
         "without_namespace" => options(m, key, value, &["channel"]),
         "namespaces" => namespaces(m, key, value),
         "max_length" => m.set_uint(&["max_channel_length"], key, value),
@@ -140,6 +145,7 @@ fn namespaces(m: &mut Mapper, key: &str, value: &Json) {
 /// One namespace's options onto the hub table at `path`.
 fn options(m: &mut Mapper, key: &str, value: &Json, path: &[&str]) {
     let mut flags: Map<String, Json> = Map::new();
+    let (mut subscribe_proxy, mut publish_proxy) = ("default".to_owned(), "default".to_owned());
     m.walk(key, value, OPTIONS, |m, name, key, value| {
         let at = |field| join(path, field);
         match name {
@@ -158,8 +164,17 @@ fn options(m: &mut Mapper, key: &str, value: &Json, path: &[&str]) {
                 Some("shared_poll") => m.warn(key, value, SHARED_POLL),
                 Some(_) => m.warn(key, value, MAP_SUBSCRIPTIONS),
             },
+            "subscribe_proxy_name" | "publish_proxy_name" => {
+                if let Some(given) = m.string(key, value).filter(|n| !n.is_empty()) {
+                    if name == "subscribe_proxy_name" {
+                        subscribe_proxy = given;
+                    } else {
+                        publish_proxy = given;
+                    }
+                }
+            }
             _ => {
-                // The allow_subscribe_* and allow_publish_* keys, combined below.
+                // The allow_subscribe_*, allow_publish_* and *_proxy_enabled keys, used below.
                 if let Some(on) = m.boolean(key, value) {
                     flags.insert(name.to_owned(), Json::from(on));
                 }
@@ -168,6 +183,17 @@ fn options(m: &mut Mapper, key: &str, value: &Json, path: &[&str]) {
     });
     let on = |name: &str| flags.get(name).and_then(Json::as_bool) == Some(true);
     let at = |field| join(path, field);
+    for (kind, name) in [("subscribe", subscribe_proxy), ("publish", publish_proxy)] {
+        let enabled = format!("{kind}_proxy_enabled");
+        if on(&enabled) {
+            m.channel_proxies.push(ChannelProxyUse {
+                kind,
+                key: format!("{key}.{enabled}"),
+                name,
+                path: path.iter().map(|part| (*part).to_owned()).collect(),
+            });
+        }
+    }
     let (sub_client, sub_anonymous) = (on("allow_subscribe_for_client"), on("allow_subscribe_for_anonymous"));
     if sub_client || sub_anonymous {
         m.set(&at("allow_subscribe"), Json::from(true));

@@ -3,7 +3,7 @@
 //! hub maps (a key missing from them is an unknown key); families the hub does not have
 //! (`engine` options, `consumers`, `admin`, ...) are one line each.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::Mapper;
 use super::Rule::{self, Feature, Refuse, Silent, Warn};
@@ -210,16 +210,7 @@ fn client(m: &mut Mapper, key: &str, value: &Json) {
         ),
     ];
     m.walk(key, value, &rules, |m, name, key, value| match name {
-        "proxy" => m.walk(key, value, &[("connect", MAP), ("refresh", MAP)], |m, name, key, value| {
-            if value.get("enabled").and_then(Json::as_bool) == Some(true) {
-                let reason = if name == "connect" {
-                    "not supported (connect proxy): the hub authenticates clients with tokens only"
-                } else {
-                    "not supported (refresh proxy): clients refresh with a new token"
-                };
-                m.refuse(key, &Json::Null, reason);
-            }
-        }),
+        "proxy" => super::proxies::client_proxy(m, key, value),
         "allowed_origins" => {
             if let Some(origins) = m.strings(key, value) {
                 m.set(&["allowed_origins"], Json::from(origins));
@@ -388,167 +379,4 @@ fn prefix(m: &mut Mapper, key: &str, value: &Json, path: &str) {
     if m.string(key, value).is_some_and(|given| !given.is_empty() && given != path) {
         m.warn(key, value, format!("not supported: the hub serves it at {path}"));
     }
-}
-
-/// `rpc` and the named `proxies`, read together: the hub has one RPC proxy (`[proxy.rpc]`).
-pub(super) fn rpc_and_proxies(m: &mut Mapper, document: &Json) {
-    let proxies: Vec<(String, &Json)> = match document.get("proxies") {
-        None | Some(Json::Null) => Vec::new(),
-        Some(Json::Array(items)) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| match item.get("name").and_then(Json::as_str) {
-                Some(name) if !name.is_empty() => Some((name.to_owned(), item)),
-                _ => {
-                    m.bad(&format!("proxies[{i}].name"), "every named proxy needs a name");
-                    None
-                }
-            })
-            .collect(),
-        Some(_) => {
-            m.bad("proxies", "must be a list of named proxies");
-            Vec::new()
-        }
-    };
-    let mut used: Vec<(String, String)> = Vec::new(); // (rpc key, proxy name)
-    let default_proxy = document.get("rpc").and_then(|rpc| rpc.get("proxy"));
-    if let Some(rpc) = document.get("rpc") {
-        let rules = [
-            ("proxy", MAP),
-            ("without_namespace", MAP),
-            ("namespaces", MAP),
-            ("ping", Feature("not supported: the hub has no built-in RPC ping method")),
-            ("namespace_boundary", MAP),
-        ];
-        m.walk("rpc", rpc, &rules, |m, name, key, value| match name {
-            "proxy" => {}
-            "without_namespace" => {
-                if let Some(proxy) = rpc_options(m, key, value) {
-                    used.push((key.to_owned(), proxy));
-                }
-            }
-            "namespaces" => {
-                let Some(items) = value.as_array() else {
-                    return m.bad(key, "must be a list of RPC namespaces");
-                };
-                for (i, item) in items.iter().enumerate() {
-                    let label = match item.get("name").and_then(Json::as_str) {
-                        Some(name) if !name.is_empty() => format!("{key}[{name}]"),
-                        _ => {
-                            m.bad(&format!("{key}[{i}].name"), "every RPC namespace needs a name");
-                            continue;
-                        }
-                    };
-                    if let Some(proxy) = rpc_options(m, &label, item) {
-                        used.push((label, proxy));
-                    }
-                }
-            }
-            _ => {
-                if m.string(key, value).is_some_and(|b| !matches!(b.as_str(), "" | ":")) {
-                    m.warn(
-                        key,
-                        value,
-                        "not supported: the hub sends every RPC method, whatever its name, to [proxy.rpc]",
-                    );
-                }
-            }
-        });
-    }
-    let mut chosen: Option<(&str, &Json)> = None;
-    for (key, name) in &used {
-        let proxy = if name == "default" {
-            default_proxy.map(|proxy| ("rpc.proxy", proxy))
-        } else {
-            proxies.iter().find(|(n, _)| n == name).map(|(_, proxy)| ("proxies", *proxy))
-        };
-        let Some((source, proxy)) = proxy else {
-            m.bad(key, format!("uses the proxy {name:?}, which is not defined"));
-            continue;
-        };
-        match chosen {
-            Some((_, first)) if first.get("endpoint") != proxy.get("endpoint") => {
-                m.refuse(
-                    key,
-                    &Json::Null,
-                    "not supported: the hub has one RPC proxy ([proxy.rpc]) and this file uses several",
-                );
-            }
-            Some(_) => {}
-            None => chosen = Some((source, proxy)),
-        }
-    }
-    if let Some((source, proxy)) = chosen {
-        let key = match source {
-            "rpc.proxy" => "rpc.proxy".to_owned(),
-            _ => format!("proxies[{}]", proxy.get("name").and_then(Json::as_str).unwrap_or_default()),
-        };
-        rpc_proxy(m, &key, proxy);
-        if used.iter().any(|(key, _)| key.starts_with("rpc.namespaces")) {
-            let line = "partly supported: every RPC method, namespaced or not, goes to [proxy.rpc]";
-            m.warn("rpc.namespaces", &Json::Null, line);
-        }
-    }
-    for (name, _) in &proxies {
-        if !used.iter().any(|(_, n)| n == name) {
-            let reason = "not supported: the hub uses a named proxy only as its RPC proxy, and no RPC uses this one";
-            m.warn(&format!("proxies[{name}]"), &Json::Null, reason);
-        }
-    }
-}
-
-/// An RPC namespace's options: the proxy name it uses, when its proxy is on.
-fn rpc_options(m: &mut Mapper, key: &str, value: &Json) -> Option<String> {
-    let mut enabled = false;
-    let mut name = "default".to_owned();
-    let rules = [("name", Silent), ("proxy_enabled", MAP), ("proxy_name", MAP)];
-    m.walk(key, value, &rules, |m, field, key, value| match field {
-        "proxy_enabled" => enabled = m.boolean(key, value).unwrap_or(false),
-        _ => {
-            if let Some(given) = m.string(key, value).filter(|n| !n.is_empty()) {
-                name = given;
-            }
-        }
-    });
-    enabled.then_some(name)
-}
-
-/// The one proxy that becomes `[proxy.rpc]`.
-fn rpc_proxy(m: &mut Mapper, key: &str, proxy: &Json) {
-    let rules = [
-        ("name", Silent),
-        ("endpoint", MAP),
-        ("timeout", MAP),
-        ("http_headers", Warn("not supported: the hub forwards no client headers to the backend")),
-        ("grpc_metadata", Silent),
-        ("emulated_headers", Warn("not supported: the hub forwards no client headers to the backend")),
-        ("binary_encoding", Refuse("not supported: the hub sends RPC data as JSON (data), never base64 (b64data)")),
-        ("include_connection_meta", Warn("not supported: the request carries no connection meta")),
-        ("http", MAP),
-        ("grpc", Silent),
-    ];
-    let mut endpoint = String::new();
-    m.walk(key, proxy, &rules, |m, name, key, value| match name {
-        "endpoint" => endpoint = m.string(key, value).unwrap_or_default(),
-        "timeout" => m.set_duration(&["proxy", "rpc", "timeout"], key, value),
-        _ => {
-            if let Some(http) = m.table(key, value) {
-                let http: Map<String, Json> = http.clone();
-                for (field, value) in &http {
-                    if !super::is_zero(value) {
-                        let reason = "not supported: the hub's RPC requests carry no extra headers, TLS settings or status transforms";
-                        m.refuse(&format!("{key}.{field}"), value, reason);
-                    }
-                }
-            }
-        }
-    });
-    if endpoint.starts_with("grpc://") {
-        return m.refuse(
-            &format!("{key}.endpoint"),
-            &Json::from(endpoint),
-            "not supported: the hub calls backends over HTTP only",
-        );
-    }
-    m.set(&["proxy", "rpc", "endpoint"], Json::from(endpoint));
 }

@@ -144,7 +144,8 @@ fn the_fixture_warnings_one_line_per_key() {
         format!("channel.without_namespace.delta_publish = true: {DELTA}"),
         "client.concurrency = 8: not supported: the hub runs a connection's commands one after another".to_owned(),
         "engine.type = \"redis\": not supported: the hub's nodes share channels through RabbitMQ (amqp_url)".to_owned(),
-        "proxies[poller]: not supported: the hub uses a named proxy only as its RPC proxy, and no RPC uses this one"
+        "proxies[poller]: not supported: the hub uses a named proxy only as its subscribe, publish or RPC proxy, \
+         and no namespace or RPC uses this one"
             .to_owned(),
     ];
     assert_eq!(lines, expected);
@@ -306,24 +307,131 @@ fn rpc_proxy_from_rpc_proxy_or_a_named_one() {
     );
 }
 
+fn endpoint(url: &str, timeout: Duration, headers: &[&str]) -> Option<ProxyEndpoint> {
+    let http_headers = headers.iter().map(|h| (*h).to_owned()).collect();
+    Some(ProxyEndpoint { endpoint: url.into(), timeout, http_headers })
+}
+
+#[test]
+fn connect_proxy_maps_onto_proxy_connect() {
+    let (config, lines) = json(
+        r#"{"client": {"proxy": {"connect": {"enabled": true, "endpoint": "http://b/connect", "timeout": "3s",
+            "http_headers": ["Cookie", "Authorization"], "include_connection_meta": true, "grpc_metadata": ["x"]},
+            "refresh": {"enabled": false, "endpoint": "http://b/refresh"}}}}"#,
+    );
+    assert_eq!(
+        config.proxy.connect,
+        endpoint("http://b/connect", Duration::from_secs(3), &["Cookie", "Authorization"])
+    );
+    assert!(lines.is_empty(), "{lines:?}");
+    // Not enabled: no connect proxy, no line.
+    let (config, lines) = json(r#"{"client": {"proxy": {"connect": {"endpoint": "http://b/connect"}}}}"#);
+    assert_eq!(config.proxy.connect, None);
+    assert!(lines.is_empty(), "{lines:?}");
+    // What the hub cannot do with it changes who may connect: errors.
+    let text = error(
+        "json",
+        r#"{"client": {"proxy": {"connect": {"enabled": true, "endpoint": "grpc://b:9000", "binary_encoding": true,
+            "emulated_headers": ["Authorization"], "http": {"static_headers": {"X-Key": "k"}}, "retries": 2}}}}"#,
+    );
+    let expected = [
+        "config error in FILE: key \"client.proxy.connect.binary_encoding\": true: not supported: the hub sends a \
+         payload as data when it is JSON, as b64data only otherwise",
+        "config error in FILE: key \"client.proxy.connect.emulated_headers\": not supported: the hub forwards \
+         headers of the client's HTTP request (http_headers), not the headers a client sends in its connect command",
+        "config error in FILE: key \"client.proxy.connect.http.static_headers\": not supported: the hub's proxy \
+         requests carry no static headers, TLS settings or status transforms",
+        "config error in FILE: key \"client.proxy.connect.retries\": unknown Centrifugo v6 key, expected one of: \
+         name, endpoint, timeout, http_headers, grpc_metadata, emulated_headers, binary_encoding, \
+         include_connection_meta, http, grpc, enabled",
+        "config error in FILE: key \"client.proxy.connect.endpoint\": \"grpc://b:9000\": not supported: the hub \
+         calls backends over HTTP only",
+    ];
+    assert_eq!(text, expected.join("\n"));
+    assert_eq!(
+        error("json", r#"{"client": {"proxy": {"connect": {"enabled": true}}}}"#),
+        "config error in FILE: key \"client.proxy.connect.endpoint\": must be set: the http:// or https:// URL of \
+         the backend"
+    );
+}
+
+#[test]
+fn subscribe_and_publish_proxies_from_channel_proxy_or_named_ones() {
+    let (config, lines) = json(
+        r#"{"proxies": [{"name": "pub", "endpoint": "http://b/publish", "timeout": "2s", "http_headers": ["Cookie"]}],
+            "channel": {"proxy": {"subscribe": {"endpoint": "http://b/subscribe"}},
+                        "without_namespace": {"subscribe_proxy_enabled": true},
+                        "namespaces": [{"name": "chat", "subscribe_proxy_enabled": true, "subscribe_proxy_name": "default",
+                                        "publish_proxy_enabled": true, "publish_proxy_name": "pub"},
+                                       {"name": "news", "publish_proxy_enabled": true, "publish_proxy_name": "pub"},
+                                       {"name": "plain", "publish_proxy_name": "pub"}]}}"#,
+    );
+    assert_eq!(config.proxy.subscribe, endpoint("http://b/subscribe", Duration::from_secs(1), &[]));
+    assert_eq!(config.proxy.publish, endpoint("http://b/publish", Duration::from_secs(2), &["Cookie"]));
+    assert!(config.channel.subscribe_proxy && !config.channel.publish_proxy);
+    let chat = &config.namespaces["chat"];
+    assert!(chat.subscribe_proxy && chat.publish_proxy);
+    let news = &config.namespaces["news"];
+    assert!(!news.subscribe_proxy && news.publish_proxy);
+    assert_eq!(config.namespaces["plain"], ChannelOptions::default());
+    assert!(lines.is_empty(), "{lines:?}");
+    // A default proxy that no namespace turns on is not called, as in Centrifugo.
+    let (config, lines) = json(r#"{"channel": {"proxy": {"publish": {"endpoint": "http://b/publish"}}}}"#);
+    assert_eq!(config.proxy.publish, None);
+    assert!(lines.is_empty(), "{lines:?}");
+    // One endpoint per kind: several are an error, and so is a proxy that is not defined.
+    let text = error(
+        "json",
+        r#"{"proxies": [{"name": "a", "endpoint": "http://a/subscribe"}, {"name": "b", "endpoint": "http://b/subscribe"}],
+            "channel": {"namespaces": [{"name": "x", "subscribe_proxy_enabled": true, "subscribe_proxy_name": "a"},
+                                       {"name": "y", "subscribe_proxy_enabled": true, "subscribe_proxy_name": "b"},
+                                       {"name": "z", "publish_proxy_enabled": true}]}}"#,
+    );
+    assert_eq!(
+        text,
+        "config error in FILE: key \"channel.namespaces[y].subscribe_proxy_enabled\": not supported: the hub has \
+         one subscribe proxy ([proxy.subscribe]) and this file uses several\n\
+         config error in FILE: key \"channel.namespaces[z].publish_proxy_enabled\": uses the proxy \"default\", \
+         which is not defined (channel.proxy.publish)"
+    );
+    // The subscribe proxy decides who may subscribe: what the hub cannot do with it is an error.
+    let text = error(
+        "json",
+        r#"{"channel": {"proxy": {"subscribe": {"endpoint": "http://b/subscribe", "emulated_headers": ["X-Token"]}},
+                        "namespaces": [{"name": "x", "subscribe_proxy_enabled": true}]}}"#,
+    );
+    assert_eq!(
+        text,
+        "config error in FILE: key \"channel.proxy.subscribe.emulated_headers\": not supported: the hub forwards \
+         headers of the client's HTTP request (http_headers), not the headers a client sends in its connect command"
+    );
+    assert_eq!(
+        error("json", r#"{"channel": {"proxy": {"subscribe": {}, "publsh": {}}}}"#),
+        "config error in FILE: key \"channel.proxy.publsh\": unknown Centrifugo v6 key, expected one of: subscribe, \
+         publish, sub_refresh, subscribe_stream, map_publish, map_remove, shared_poll_refresh"
+    );
+}
+
 #[test]
 fn keys_that_decide_access_are_errors_with_exact_text() {
     let text = error(
         "json",
         r#"{"client": {"token": {"hmac_secret_key": "s", "user_id_claim": "uid", "audience_regex": "^a"},
-            "proxy": {"connect": {"enabled": true, "endpoint": "http://b/connect"}}},
+            "proxy": {"refresh": {"enabled": true, "endpoint": "http://b/refresh"}}},
             "http_api": {"insecure": true},
-            "channel": {"namespaces": [{"name": "chat", "subscribe_proxy_enabled": true, "channel_regex": "^[a-z]+$"}],
+            "channel": {"namespaces": [{"name": "chat", "sub_refresh_proxy_enabled": true, "channel_regex": "^[a-z]+$"}],
                         "namespace_boundary": "/"}}"#,
     );
     let expected = [
         "config error in FILE: key \"channel.namespace_boundary\": \"/\": not supported: the hub's is always \":\"",
         "config error in FILE: key \"channel.namespaces[chat].channel_regex\": \"^[a-z]+$\": not supported: the hub \
          cannot check channel names against a regex, so it would take channels Centrifugo refuses",
-        "config error in FILE: key \"channel.namespaces[chat].subscribe_proxy_enabled\": true: not supported \
-         (subscribe proxy): the hub decides subscriptions itself",
-        "config error in FILE: key \"client.proxy.connect\": not supported (connect proxy): the hub authenticates \
-         clients with tokens only",
+        "config error in FILE: key \"channel.namespaces[chat].sub_refresh_proxy_enabled\": true: not supported \
+         (sub refresh proxy): the hub has none, so a subscription given an expire_at by the subscribe proxy ends \
+         when it expires unless the client refreshes with a subscription token",
+        "config error in FILE: key \"client.proxy.refresh\": not supported (refresh proxy): the hub has none, so \
+         a connection given an expire_at by the connect proxy is closed when it expires unless the client \
+         refreshes with a connection token",
         "config error in FILE: key \"client.token.audience_regex\": \"^a\": not supported: the hub checks an exact \
          audience (client.token.audience)",
         "config error in FILE: key \"client.token.user_id_claim\": \"uid\": not supported: the hub takes the user \
