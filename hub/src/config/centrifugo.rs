@@ -19,7 +19,7 @@
 //!   or lock users out; unknown keys (typos) and values of
 //!   the wrong type are errors too, as in the hub's own format;
 //! * a **warning** when the hub lacks a feature or a tuning knob (Redis engine, admin
-//!   console, map subscriptions, delta compression, ...) or maps a key onto a nearby hub
+//!   console, map subscriptions, ...) or maps a key onto a nearby hub
 //!   key that differs (the line says how): the hub starts and the line says what to expect.
 //!
 //! A key whose value is its zero value (`false`, `0`, `""`, `[]`, `{}`), or a feature

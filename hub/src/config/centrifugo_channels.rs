@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::keys::{DELTA, MAP_SUBSCRIPTIONS, POSITIONING};
+use super::keys::{MAP_SUBSCRIPTIONS, POSITIONING};
 use super::proxies::ChannelProxyUse;
 use super::Mapper;
 use super::Rule::{self, Refuse, Silent, Warn};
@@ -35,9 +35,9 @@ const OPTIONS: &[(&str, Rule)] = &[
     ("allow_recovery", Silent),
     ("force_recovery_mode", MAP),
     ("auto_cache_recover", Warn("not supported (cache recovery mode)")),
-    ("allowed_delta_types", Warn(DELTA)),
+    ("allowed_delta_types", MAP),
     ("allow_tags_filter", MAP),
-    ("delta_publish", Warn(DELTA)),
+    ("delta_publish", MAP),
     ("allow_subscribe_for_anonymous", MAP),
     ("allow_subscribe_for_client", MAP),
     ("allow_publish_for_anonymous", MAP),
@@ -149,8 +149,17 @@ fn options(m: &mut Mapper, key: &str, value: &Json, path: &[&str]) {
     m.walk(key, value, OPTIONS, |m, name, key, value| {
         let at = |field| join(path, field);
         match name {
-            "presence" | "join_leave" | "force_recovery" | "allow_tags_filter" | "allow_user_limited_channels" => {
-                m.set_bool(&at(name), key, value)
+            "presence"
+            | "join_leave"
+            | "force_recovery"
+            | "allow_tags_filter"
+            | "allow_user_limited_channels"
+            | "delta_publish" => m.set_bool(&at(name), key, value),
+            "allowed_delta_types" => {
+                // The hub's own check names an unknown type ("fossil" only).
+                if let Some(types) = m.strings(key, value) {
+                    m.set(&at(name), Json::from(types));
+                }
             }
             "history_size" => m.set_uint(&at("history_size"), key, value),
             "history_ttl" => m.set_duration(&at("history_ttl"), key, value),

@@ -12,7 +12,6 @@ const MAP: Rule = Rule::Map;
 
 pub(super) const MAP_SUBSCRIPTIONS: &str =
     "not supported (map subscriptions); the namespace is served as a stream namespace";
-pub(super) const DELTA: &str = "not supported (delta compression): publications go whole";
 pub(super) const POSITIONING: &str =
     "not supported (positioning): the hub does not check a subscriber's stream position";
 const ONE_ADDRESS: &str = "not supported: the hub serves every endpoint on one address (listen)";

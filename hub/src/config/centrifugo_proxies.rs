@@ -31,7 +31,7 @@ pub(in crate::config) struct ChannelProxyUse {
     pub path: Vec<String>,
 }
 
-/// `client.proxy`: `connect` is mapped; `refresh` is refused when enabled.
+/// `client.proxy`: `connect` and `refresh` map onto `[proxy.connect]` and `[proxy.refresh]`.
 pub(super) fn client_proxy(m: &mut Mapper, key: &str, value: &Json) {
     m.walk(key, value, &[("connect", MAP), ("refresh", MAP)], |m, name, key, value| {
         let Some(table) = m.table(key, value) else {
@@ -40,14 +40,7 @@ pub(super) fn client_proxy(m: &mut Mapper, key: &str, value: &Json) {
         if table.get("enabled").and_then(Json::as_bool) != Some(true) {
             return;
         }
-        if name == "connect" {
-            endpoint(m, key, value, "connect");
-        } else {
-            let reason = "not supported (refresh proxy): the hub has none, so a connection given an expire_at \
-                          by the connect proxy is closed when it expires unless the client refreshes with a \
-                          connection token";
-            m.refuse(key, &Json::Null, reason);
-        }
+        endpoint(m, key, value, if name == "connect" { "connect" } else { "refresh" });
     });
 }
 
@@ -263,7 +256,7 @@ fn endpoint(m: &mut Mapper, key: &str, proxy: &Json, kind: &str) {
         ("http", MAP),
         ("grpc", Silent),
     ];
-    if kind == "connect" {
+    if kind == "connect" || kind == "refresh" {
         rules.push(("enabled", Silent));
     }
     let hub = |field| ["proxy", kind, field];

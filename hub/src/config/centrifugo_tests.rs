@@ -57,7 +57,6 @@ fn fixture(extension: &str) -> (Config, Vec<String>) {
 }
 
 const MAP: &str = "not supported (map subscriptions); the namespace is served as a stream namespace";
-const DELTA: &str = "not supported (delta compression): publications go whole";
 
 #[test]
 fn the_fixture_maps_onto_hub_keys() {
@@ -86,6 +85,8 @@ fn the_fixture_maps_onto_hub_keys() {
         history_size: 10,
         history_ttl: Duration::from_secs(60),
         force_recovery: true,
+        allowed_delta_types: vec![crate::config::DeltaType::Fossil],
+        delta_publish: true,
         ..ChannelOptions::default()
     };
     assert_eq!(config.channel, without_namespace);
@@ -140,8 +141,6 @@ fn the_fixture_warnings_one_line_per_key() {
         "channel.namespaces[feed].subscription_type = \"shared_poll\": not supported (shared poll subscriptions); \
          the namespace is served as a stream namespace"
             .to_owned(),
-        format!("channel.without_namespace.allowed_delta_types: {DELTA}"),
-        format!("channel.without_namespace.delta_publish = true: {DELTA}"),
         "client.concurrency = 8: not supported: the hub runs a connection's commands one after another".to_owned(),
         "engine.type = \"redis\": not supported: the hub's nodes share channels through RabbitMQ (amqp_url)".to_owned(),
         "proxies[poller]: not supported: the hub uses a named proxy only as its subscribe, publish or RPC proxy, \
@@ -324,6 +323,12 @@ fn connect_proxy_maps_onto_proxy_connect() {
         endpoint("http://b/connect", Duration::from_secs(3), &["Cookie", "Authorization"])
     );
     assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(config.proxy.refresh, None, "not enabled");
+    let (config, lines) = json(
+        r#"{"client": {"proxy": {"refresh": {"enabled": true, "endpoint": "http://b/refresh", "timeout": "2s"}}}}"#,
+    );
+    assert_eq!(config.proxy.refresh, endpoint("http://b/refresh", Duration::from_secs(2), &[]));
+    assert!(lines.is_empty(), "{lines:?}");
     // Not enabled: no connect proxy, no line.
     let (config, lines) = json(r#"{"client": {"proxy": {"connect": {"endpoint": "http://b/connect"}}}}"#);
     assert_eq!(config.proxy.connect, None);
@@ -416,8 +421,7 @@ fn subscribe_and_publish_proxies_from_channel_proxy_or_named_ones() {
 fn keys_that_decide_access_are_errors_with_exact_text() {
     let text = error(
         "json",
-        r#"{"client": {"token": {"hmac_secret_key": "s", "user_id_claim": "uid", "audience_regex": "^a"},
-            "proxy": {"refresh": {"enabled": true, "endpoint": "http://b/refresh"}}},
+        r#"{"client": {"token": {"hmac_secret_key": "s", "user_id_claim": "uid", "audience_regex": "^a"}},
             "http_api": {"insecure": true},
             "channel": {"namespaces": [{"name": "chat", "sub_refresh_proxy_enabled": true, "channel_regex": "^[a-z]+$"}],
                         "namespace_boundary": "/"}}"#,
@@ -429,9 +433,6 @@ fn keys_that_decide_access_are_errors_with_exact_text() {
         "config error in FILE: key \"channel.namespaces[chat].sub_refresh_proxy_enabled\": true: not supported \
          (sub refresh proxy): the hub has none, so a subscription given an expire_at by the subscribe proxy ends \
          when it expires unless the client refreshes with a subscription token",
-        "config error in FILE: key \"client.proxy.refresh\": not supported (refresh proxy): the hub has none, so \
-         a connection given an expire_at by the connect proxy is closed when it expires unless the client \
-         refreshes with a connection token",
         "config error in FILE: key \"client.token.audience_regex\": \"^a\": not supported: the hub checks an exact \
          audience (client.token.audience)",
         "config error in FILE: key \"client.token.user_id_claim\": \"uid\": not supported: the hub takes the user \
