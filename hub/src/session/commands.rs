@@ -75,10 +75,7 @@ impl Session {
             tracing::debug!(client = %self.client_id(), "async message ignored: no handler for `send`");
             return;
         } else if let Some(request) = command.rpc.as_ref().filter(|_| self.ctx.proxies.has_rpc()) {
-            match self.rpc(id, request.clone()).await {
-                Some(handled) => handled,
-                None => return,
-            }
+            self.rpc(id, request.clone()).await
         } else if command.rpc.is_some() || command.send.is_some() {
             // No RPC or message handler on this server: 108, as Centrifugo answers
             // an `rpc` when no RPC handler is set (centrifuge-js asserts it).
@@ -104,27 +101,13 @@ impl Session {
 
     /// `rpc` through the RPC proxy (`[proxy.rpc]`, see crate::proxy): the
     /// backend's data, its error, or its disconnect; a backend with no usable
-    /// answer is error 100 marked temporary. `None` when the client was closed.
-    async fn rpc(&mut self, id: u32, request: proto::RpcRequest) -> Option<Handled> {
-        use crate::proxy::RpcOutcome;
+    /// answer is error 100 marked temporary ([`Session::proxy_outcome`]).
+    async fn rpc(&mut self, id: u32, request: proto::RpcRequest) -> Handled {
         let client = self.client_id();
         let proxies = self.ctx.proxies.clone();
-        let outcome = proxies.rpc(self.caller(&client), &request.method, &request.data).await?;
-        match outcome {
-            Ok(RpcOutcome::Result(data)) => {
-                Some(Ok(Some(Reply { rpc: Some(proto::RpcResult { data }), ..Default::default() })))
-            }
-            Ok(RpcOutcome::Error(code, message, temporary)) => {
-                let error = proto::Error { code, message, temporary };
-                self.send(&Reply { id, error: Some(error), ..Default::default() });
-                Some(Ok(None))
-            }
-            Ok(RpcOutcome::Disconnect(code, reason)) => {
-                self.backend_disconnect(code, &reason);
-                None
-            }
-            Err(_) => Some(Err(codes::INTERNAL.temporary())),
-        }
+        let outcome = proxies.rpc(self.caller(&client), &request.method, &request.data).await;
+        let data = self.proxy_outcome(id, outcome);
+        Ok(data.map(|data| Reply { rpc: Some(proto::RpcResult { data }), ..Default::default() }))
     }
 
     /// What the proxies are told of this connection.
@@ -190,7 +173,7 @@ impl Session {
 
     /// Closes the client as the backend said (a code in 4000..=4999, checked
     /// by the proxy).
-    fn backend_disconnect(&mut self, code: u32, reason: &str) {
+    pub(super) fn backend_disconnect(&mut self, code: u32, reason: &str) {
         let code = u16::try_from(code).unwrap_or(4000);
         self.disconnect(protocol::codes::DisconnectCode { code, reason: crate::proxy::disconnect_reason(reason) });
     }
@@ -418,33 +401,14 @@ impl Session {
         client: &str,
         request: &proto::ConnectRequest,
     ) -> Option<((String, Option<u64>, bytes::Bytes, Vec<String>), bytes::Bytes)> {
-        use crate::proxy::Outcome;
         let proxies = self.ctx.proxies.clone();
         let outcome = proxies.connect(self.caller(client), request).await?;
-        match outcome {
-            Ok(Outcome::Result(reply)) => {
-                // As Centrifugo: an empty user is an anonymous connection the
-                // backend allowed (`allow_anonymous` is not asked).
-                self.meta = reply.meta;
-                let channels = reply.channels.into_iter().map(|(name, _)| name).collect();
-                Some(((reply.user, reply.expires_at, reply.info, channels), reply.data))
-            }
-            Ok(Outcome::Error(code, message, temporary)) => {
-                tracing::info!(code, "connect refused by the connect proxy");
-                let error = proto::Error { code, message, temporary };
-                self.send(&Reply { id, error: Some(error), ..Default::default() });
-                None
-            }
-            Ok(Outcome::Disconnect(code, reason)) => {
-                tracing::info!(code, "connect closed by the connect proxy");
-                self.backend_disconnect(code, &reason);
-                None
-            }
-            Err(_) => {
-                self.send(&Reply { id, error: Some(codes::INTERNAL.temporary().to_proto()), ..Default::default() });
-                None
-            }
-        }
+        // As Centrifugo: an empty user is an anonymous connection the backend
+        // allowed (`allow_anonymous` is not asked).
+        let reply = self.proxy_outcome(id, Some(outcome))?;
+        self.meta = reply.meta;
+        let channels = reply.channels.into_iter().map(|(name, _)| name).collect();
+        Some(((reply.user, reply.expires_at, reply.info, channels), reply.data))
     }
 
     fn subscriber(

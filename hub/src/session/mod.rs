@@ -427,10 +427,7 @@ impl Session {
                     self.schedule_proxy_refresh(next, None);
                 }
             }
-            Ok(Outcome::Disconnect(code, reason)) => {
-                let code = u16::try_from(code).unwrap_or(4000);
-                self.disconnect(DisconnectCode { code, reason: crate::proxy::disconnect_reason(&reason) });
-            }
+            Ok(Outcome::Disconnect(code, reason)) => self.backend_disconnect(code, &reason),
             Ok(Outcome::Error(..)) | Err(_) => {
                 if time_left(exp, self.ctx.config.client_expired_close_delay).is_zero() {
                     self.disconnect(codes::EXPIRED_CONNECTION);
