@@ -129,6 +129,21 @@ impl Outbox {
     pub fn push_all(&self, messages: &[Bytes]) -> Result<(), PushError> {
         let len: usize = messages.iter().map(Bytes::len).sum();
         let mut state = self.state.lock();
+        self.admit(&mut state, len)?;
+        let wake = state.queue.is_empty();
+        state.bytes += len;
+        state.queue.extend(messages.iter().cloned());
+        drop(state);
+        if wake {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether `len` more bytes may be queued (the rule is on [`Outbox`]):
+    /// refused on a closed outbox; one that does not fit drops the queue,
+    /// closes with 3008 "slow" and wakes the writer.
+    fn admit(&self, state: &mut State, len: usize) -> Result<(), PushError> {
         if state.close.is_some() {
             return Err(PushError::Closed);
         }
@@ -136,16 +151,8 @@ impl Outbox {
             state.queue.clear();
             state.bytes = 0;
             state.close = Some(codes::SLOW);
-            drop(state);
             self.notify.notify_one();
             return Err(PushError::Slow);
-        }
-        let wake = state.queue.is_empty();
-        state.bytes += len;
-        state.queue.extend(messages.iter().cloned());
-        drop(state);
-        if wake {
-            self.notify.notify_one();
         }
         Ok(())
     }
@@ -166,17 +173,7 @@ impl Outbox {
     pub fn release_front(&self, message: Bytes) -> Result<(), PushError> {
         let mut state = self.state.lock();
         state.held = false;
-        if state.close.is_some() {
-            return Err(PushError::Closed);
-        }
-        if !self.fits(state.bytes, message.len()) {
-            state.queue.clear();
-            state.bytes = 0;
-            state.close = Some(codes::SLOW);
-            drop(state);
-            self.notify.notify_one();
-            return Err(PushError::Slow);
-        }
+        self.admit(&mut state, message.len())?;
         state.bytes += message.len();
         state.queue.push_front(message);
         drop(state);
